@@ -1,0 +1,94 @@
+//! The doorbell a parked worker sleeps on: one pipe per worker.
+//!
+//! The worker blocks in `read(2)` on the read end; a producer that finds the worker
+//! parked writes one byte. Under `--cfg loom` the same interface is a counting
+//! semaphore made of loom's `Mutex` and `Condvar`, so that a lost wake-up shows up as
+//! a deadlock the model checker reports.
+
+#[cfg(not(loom))]
+pub(crate) use pipe::Doorbell;
+
+#[cfg(loom)]
+pub(crate) use model::Doorbell;
+
+#[cfg(not(loom))]
+mod pipe {
+    use std::io;
+    use std::os::fd::OwnedFd;
+
+    use nix::errno::Errno;
+    use nix::fcntl::OFlag;
+
+    /// A pipe: blocking read end for the worker, write end for producers.
+    #[derive(Debug)]
+    pub(crate) struct Doorbell {
+        read: OwnedFd,
+        write: OwnedFd,
+    }
+
+    impl Doorbell {
+        pub(crate) fn new() -> io::Result<Self> {
+            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+            Ok(Doorbell { read, write })
+        }
+
+        /// Rings once. A full pipe already holds a pending wake-up, so `EAGAIN`
+        /// cannot happen with a blocking write end; `EINTR` is retried.
+        pub(crate) fn ring(&self) -> io::Result<()> {
+            loop {
+                match nix::unistd::write(&self.write, &[1u8]) {
+                    Ok(_) => return Ok(()),
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+
+        /// Blocks until at least one ring, and swallows every ring queued so far.
+        pub(crate) fn wait(&self) -> io::Result<()> {
+            let mut buf = [0u8; 64];
+            loop {
+                match nix::unistd::read(&self.read, &mut buf) {
+                    Ok(_) => return Ok(()),
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(loom)]
+mod model {
+    use std::io;
+
+    use crate::sync::{Condvar, Mutex};
+
+    /// The loom stand-in for the pipe: a count of unread bytes.
+    #[derive(Debug)]
+    pub(crate) struct Doorbell {
+        bytes: Mutex<usize>,
+        cond: Condvar,
+    }
+
+    impl Doorbell {
+        pub(crate) fn new() -> io::Result<Self> {
+            Ok(Doorbell { bytes: Mutex::new(0), cond: Condvar::new() })
+        }
+
+        pub(crate) fn ring(&self) -> io::Result<()> {
+            *crate::sync::lock(&self.bytes) += 1;
+            self.cond.notify_one();
+            Ok(())
+        }
+
+        pub(crate) fn wait(&self) -> io::Result<()> {
+            let mut bytes = self.bytes.lock().expect("the doorbell lock is never poisoned");
+            while *bytes == 0 {
+                bytes = self.cond.wait(bytes).expect("the doorbell lock is never poisoned");
+            }
+            *bytes = 0;
+            Ok(())
+        }
+    }
+}
