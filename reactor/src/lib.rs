@@ -1,1 +1,78 @@
-//! placeholder
+//! `reactor`: the epoll event loop under the server framework.
+//!
+//! In the picture of `DESIGN.md` this is the left half: one thread owns a
+//! [`mio::Poll`], accepts on its listeners (until `WouldBlock`: everything is
+//! edge-triggered), watches each connection for read and write readiness, keeps them
+//! in a slab under generation-checked [`ConnId`]s, runs a timer heap whose earliest
+//! deadline is the `poll` timeout, and turns SIGINT/SIGTERM into an orderly shutdown.
+//!
+//! It runs no protocol code. Readiness goes to the layer above through [`Dispatch`]
+//! (which typically queues a task on the [`async_pool::Pool`]); due timers go straight
+//! to the pool. Other threads reach the loop through a [`Handle`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use reactor::{Builder, ConnId, Dispatch, ListenerId, Ready};
+//!
+//! struct Log;
+//! impl Dispatch for Log {
+//!     fn on_open(&mut self, id: ConnId, _: Option<ListenerId>, _: Arc<mio::net::TcpStream>) {
+//!         println!("open {id:?}");
+//!     }
+//!     fn on_ready(&mut self, id: ConnId, ready: Ready) {
+//!         println!("{id:?}: {ready:?}");
+//!     }
+//!     fn on_closed(&mut self, id: ConnId) {
+//!         println!("closed {id:?}");
+//!     }
+//! }
+//!
+//! let pool = Arc::new(async_pool::Pool::new(2)?);
+//! let mut reactor = Builder::new().build(pool, Log)?;
+//! reactor.listen("127.0.0.1:0".parse().expect("a valid address"))?;
+//! reactor.run()?; // until SIGINT/SIGTERM or Handle::shutdown
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ### Draining readiness
+//! Events are edge-triggered: whoever handles [`Ready::readable`] reads until
+//! `WouldBlock`, or queues itself again, or data already there is never announced.
+//!
+//! ### Stale ids
+//! A [`ConnId`] is `(slot, generation)`. Closing bumps the slot's generation, so
+//! commands and events that name a closed connection are dropped, never delivered to the
+//! connection that reuses its slot.
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod conns;
+mod dispatch;
+mod error;
+mod handle;
+mod id;
+mod reactor;
+mod sys;
+mod timer;
+
+pub use dispatch::{Dispatch, Ready};
+pub use error::Error;
+pub use handle::{Handle, MIN_PERIOD};
+pub use id::{ConnId, ListenerId, TimerId};
+pub use reactor::{Builder, Reactor};
+
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+
+/// The soft open-file limit of this process.
+pub fn fd_limit() -> std::io::Result<u64> {
+    Ok(getrlimit(Resource::RLIMIT_NOFILE)?.0)
+}
+
+/// Raises the soft open-file limit to the hard one and returns the new soft limit.
+/// Every connection is a descriptor: this is what bounds how many a process holds.
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    fd_limit()
+}

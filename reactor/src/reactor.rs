@@ -1,0 +1,400 @@
+//! The run loop: one thread, one `mio::Poll`, edge-triggered everything.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use async_pool::Pool;
+use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::conns::Conns;
+use crate::handle::{Command, Shared};
+use crate::id::{Target, SIGNALS, WAKER};
+use crate::timer::Timers;
+use crate::{ConnId, Dispatch, Error, Handle, ListenerId, Ready};
+
+/// After `accept` fails for lack of descriptors or memory, wait this long before
+/// trying again (the listener stays readable, but edge-triggered: no new event comes).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Slots are 32-bit and tokens reserve the top half of that range.
+const MAX_CONNECTIONS: usize = (1 << 31) - 1;
+
+/// Settings for a [`Reactor`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    max_connections: Option<usize>,
+    signals: bool,
+    grace: Duration,
+    nodelay: bool,
+    events: usize,
+    backlog: i32,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            max_connections: None,
+            signals: true,
+            grace: Duration::from_secs(5),
+            nodelay: true,
+            events: 1024,
+            backlog: 4096,
+        }
+    }
+}
+
+impl Builder {
+    /// Default settings.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Connections held at once; past it, new ones go to [`Dispatch::on_rejected`].
+    /// Default: the open-file limit minus 64 descriptors kept for files and pipes.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = Some(n.min(MAX_CONNECTIONS));
+        self
+    }
+
+    /// Whether SIGINT and SIGTERM start a shutdown (default true). Every reactor of a
+    /// process that asks for it receives the signals.
+    pub fn signals(mut self, on: bool) -> Self {
+        self.signals = on;
+        self
+    }
+
+    /// How long a shutdown waits for the layer above to close its connections before
+    /// the reactor forgets the rest (default 5 s).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Sets `TCP_NODELAY` on accepted connections (default true: responses are
+    /// written whole, Nagle would only delay them).
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+
+    /// The listen queue of sockets bound by [`Reactor::listen`] (default 4096; the
+    /// kernel caps it at `net.core.somaxconn`).
+    pub fn backlog(mut self, backlog: u16) -> Self {
+        self.backlog = i32::from(backlog);
+        self
+    }
+
+    /// Events taken from the kernel per `epoll_wait` (default 1024).
+    pub fn events(mut self, n: usize) -> Self {
+        self.events = n.max(1);
+        self
+    }
+
+    /// Makes the reactor. `pool` runs due timers; `dispatch` hears about connections.
+    pub fn build<D: Dispatch>(self, pool: Arc<Pool>, dispatch: D) -> Result<Reactor<D>, Error> {
+        crate::sys::ignore_sigpipe();
+        let poll = Poll::new().map_err(Error::io("creating the epoll instance"))?;
+        let waker =
+            mio::Waker::new(poll.registry(), WAKER).map_err(Error::io("creating the reactor's waker"))?;
+        let signals = if self.signals { Some(register_signals(&poll)?) } else { None };
+        let (tx, rx) = mpsc::channel();
+        let max_connections = self.max_connections.unwrap_or_else(default_max_connections);
+        Ok(Reactor {
+            events: Events::with_capacity(self.events),
+            poll,
+            listeners: Vec::new(),
+            conns: Conns::default(),
+            timers: Timers::default(),
+            rx,
+            shared: Arc::new(Shared::new(tx, waker)),
+            dispatch,
+            pool,
+            signals,
+            settings: self,
+            max_connections,
+            accept_retry: None,
+            shutdown: None,
+        })
+    }
+}
+
+fn register_signals(poll: &Poll) -> Result<Signals, Error> {
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM]).map_err(Error::io("installing SIGINT/SIGTERM handlers"))?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)
+        .map_err(Error::io("watching the signal pipe"))?;
+    Ok(signals)
+}
+
+fn default_max_connections() -> usize {
+    match crate::fd_limit() {
+        Ok(limit) => (limit.saturating_sub(64) as usize).clamp(1, MAX_CONNECTIONS),
+        Err(_) => 1024,
+    }
+}
+
+struct Listener {
+    socket: TcpListener,
+    addr: SocketAddr,
+}
+
+/// An epoll reactor: accepts on its listeners, watches connections edge-triggered,
+/// runs a timer heap, and reports everything to a [`Dispatch`]. It runs no protocol
+/// code and never blocks on anything but `epoll_wait`.
+pub struct Reactor<D: Dispatch> {
+    poll: Poll,
+    events: Events,
+    listeners: Vec<Option<Listener>>,
+    conns: Conns,
+    timers: Timers,
+    rx: Receiver<Command>,
+    shared: Arc<Shared>,
+    dispatch: D,
+    pool: Arc<Pool>,
+    signals: Option<Signals>,
+    settings: Builder,
+    max_connections: usize,
+    /// When to try `accept` again after running out of descriptors.
+    accept_retry: Option<Instant>,
+    /// Set once shutdown began: the end of the grace period.
+    shutdown: Option<Instant>,
+}
+
+impl<D: Dispatch> Reactor<D> {
+    /// Binds `addr` (port 0 picks a free port; see [`Reactor::local_addr`]) and accepts on
+    /// it once running. The error names the address.
+    pub fn listen(&mut self, addr: SocketAddr) -> Result<ListenerId, Error> {
+        let socket = crate::sys::bind_listener(addr, self.settings.backlog)
+            .map_err(|source| Error::Bind { addr, source })?;
+        self.add_listener(TcpListener::from_std(socket))
+    }
+
+    /// Accepts on a listener bound elsewhere (inherited, or bound with other options).
+    pub fn add_std_listener(&mut self, listener: std::net::TcpListener) -> Result<ListenerId, Error> {
+        listener.set_nonblocking(true).map_err(Error::io("making a listener non-blocking"))?;
+        self.add_listener(TcpListener::from_std(listener))
+    }
+
+    fn add_listener(&mut self, mut socket: TcpListener) -> Result<ListenerId, Error> {
+        let id = ListenerId(u16::try_from(self.listeners.len()).map_err(|_| Error::TooManyListeners)?);
+        let addr = socket.local_addr().map_err(Error::io("reading a listener's address"))?;
+        self.poll
+            .registry()
+            .register(&mut socket, id.token(), Interest::READABLE)
+            .map_err(|source| Error::Bind { addr, source })?;
+        self.listeners.push(Some(Listener { socket, addr }));
+        Ok(id)
+    }
+
+    /// The address a listener is bound to.
+    pub fn local_addr(&self, id: ListenerId) -> Option<SocketAddr> {
+        self.listeners.get(usize::from(id.0))?.as_ref().map(|l| l.addr)
+    }
+
+    /// A handle for other threads (timers, close, shutdown).
+    pub fn handle(&self) -> Handle {
+        Handle { shared: Arc::clone(&self.shared) }
+    }
+
+    /// The connection limit in force.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// Runs the loop on a new thread named `reactor`.
+    pub fn spawn(self) -> io::Result<thread::JoinHandle<Result<(), Error>>> {
+        thread::Builder::new().name("reactor".into()).spawn(move || self.run())
+    }
+
+    /// Runs the loop on this thread until a shutdown completes: returns `Ok` once every
+    /// connection is closed (or the grace period ended), or the error that stopped it.
+    pub fn run(mut self) -> Result<(), Error> {
+        log::info!(
+            "reactor: running, {} listener(s), at most {} connections",
+            self.listeners.len(),
+            self.max_connections
+        );
+        loop {
+            let timeout = self.timeout();
+            match self.poll.poll(&mut self.events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(Error::Io { what: "waiting for events", source }),
+            }
+            let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+            events.iter().for_each(|event| self.on_event(event));
+            self.events = events;
+            self.on_time();
+            if self.shutdown_done() {
+                self.close_all();
+                log::info!("reactor: stopped");
+                return Ok(());
+            }
+        }
+    }
+
+    fn timeout(&mut self) -> Option<Duration> {
+        let next =
+            [self.timers.next_deadline(), self.accept_retry, self.shutdown].into_iter().flatten().min()?;
+        Some(next.saturating_duration_since(Instant::now()))
+    }
+
+    fn on_event(&mut self, event: &mio::event::Event) {
+        match Target::of(event.token()) {
+            Target::Waker => self.drain_commands(),
+            Target::Signals => self.on_signals(),
+            Target::Listener(id) => self.accept(id),
+            Target::Conn(id) if self.conns.get(id).is_some() => {
+                self.dispatch.on_ready(id, Ready::from(event))
+            }
+            Target::Conn(id) => log::trace!("reactor: event for closed connection {id:?} ignored"),
+        }
+    }
+
+    fn on_time(&mut self) {
+        let now = Instant::now();
+        self.timers.fire_due(now, &self.pool);
+        if self.accept_retry.is_some_and(|at| at <= now) {
+            self.accept_retry = None;
+            (0..self.listeners.len()).for_each(|i| self.accept(ListenerId(i as u16)));
+        }
+    }
+
+    fn drain_commands(&mut self) {
+        self.shared.pending.swap(false, std::sync::atomic::Ordering::AcqRel);
+        while let Ok(command) = self.rx.try_recv() {
+            match command {
+                Command::Close(id) => self.close(id),
+                Command::Attach(stream) => self.open(stream, None),
+                Command::AddTimer(id, deadline, action) => self.timers.add(id, deadline, action),
+                Command::Cancel(id) => {
+                    self.timers.cancel(id);
+                }
+                Command::Shutdown => self.begin_shutdown(),
+            }
+        }
+    }
+
+    fn on_signals(&mut self) {
+        let Some(signals) = self.signals.as_mut() else { return };
+        let received: Vec<i32> = signals.pending().collect();
+        for signal in received {
+            log::info!("reactor: received signal {signal}, shutting down");
+            self.begin_shutdown();
+        }
+    }
+
+    /// Accepts until `WouldBlock`: the listener is edge-triggered.
+    fn accept(&mut self, id: ListenerId) {
+        loop {
+            let Some(Some(listener)) = self.listeners.get(usize::from(id.0)) else { return };
+            match listener.socket.accept() {
+                Ok((stream, _peer)) => self.open(stream, Some(id)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if transient_accept_error(&e) => continue,
+                Err(e) => {
+                    log::warn!(
+                        "reactor: accept on {} failed: {e}; retrying in {ACCEPT_BACKOFF:?}",
+                        listener.addr
+                    );
+                    self.accept_retry = Some(Instant::now() + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn open(&mut self, mut stream: TcpStream, listener: Option<ListenerId>) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        if self.conns.len() >= self.max_connections {
+            match listener {
+                Some(l) => self.dispatch.on_rejected(stream, l),
+                None => log::warn!("reactor: attached connection refused: at capacity"),
+            }
+            return;
+        }
+        if self.settings.nodelay {
+            if let Err(e) = stream.set_nodelay(true) {
+                log::debug!("reactor: TCP_NODELAY not set: {e}");
+            }
+        }
+        let id = self.conns.next_id();
+        if let Err(e) =
+            self.poll.registry().register(&mut stream, id.token(), Interest::READABLE | Interest::WRITABLE)
+        {
+            log::warn!("reactor: cannot watch a new connection: {e}");
+            return;
+        }
+        let stream = Arc::new(stream);
+        let inserted = self.conns.insert(Arc::clone(&stream));
+        debug_assert_eq!(inserted, id);
+        self.dispatch.on_open(id, listener, stream);
+    }
+
+    fn close(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.remove(id) else {
+            log::trace!("reactor: close of stale id {id:?} ignored");
+            return;
+        };
+        // The layer above may still hold the stream; stop its events reaching us now.
+        if let Err(e) = self.poll.registry().deregister(&mut SourceFd(&conn.as_raw_fd())) {
+            log::debug!("reactor: deregistering {id:?}: {e}");
+        }
+        self.dispatch.on_closed(id);
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.shutdown.is_some() {
+            log::info!("reactor: second shutdown request, closing now");
+            self.shutdown = Some(Instant::now());
+            return;
+        }
+        self.shutdown = Some(Instant::now() + self.settings.grace);
+        for listener in self.listeners.iter_mut().filter_map(Option::take) {
+            log::info!("reactor: no longer accepting on {}", listener.addr);
+        }
+        self.accept_retry = None;
+        self.dispatch.on_shutdown();
+    }
+
+    fn shutdown_done(&self) -> bool {
+        self.shutdown.is_some_and(|deadline| self.conns.len() == 0 || Instant::now() >= deadline)
+    }
+
+    fn close_all(&mut self) {
+        if self.conns.len() > 0 {
+            log::warn!("reactor: grace period over, dropping {} connection(s)", self.conns.len());
+        }
+        self.conns.ids().into_iter().for_each(|id| self.close(id));
+    }
+}
+
+fn transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    ) || e.raw_os_error() == Some(nix::libc::EPROTO)
+}
+
+impl<D: Dispatch> std::fmt::Debug for Reactor<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reactor")
+            .field("listeners", &self.listeners.iter().flatten().map(|l| l.addr).collect::<Vec<_>>())
+            .field("connections", &self.conns.len())
+            .field("timers", &self.timers.len())
+            .field("shutting_down", &self.shutdown.is_some())
+            .finish()
+    }
+}

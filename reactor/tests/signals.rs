@@ -1,0 +1,19 @@
+//! SIGTERM and SIGINT sent to this test process stop the reactor's loop cleanly.
+//! Alone in its binary: the signals go to the whole process.
+
+mod util;
+
+use nix::sys::signal::{raise, Signal};
+use reactor::Builder;
+use util::{reactor, wait_for, Ev};
+
+#[test]
+fn sigterm_then_sigint_each_end_a_running_reactor() {
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        let (reactor, _, rx) = reactor(Builder::new().signals(true));
+        let running = reactor.spawn().expect("reactor thread starts");
+        raise(signal).expect("signal sent to this process");
+        wait_for(&rx, "on_shutdown", |ev| (*ev == Ev::Shutdown).then_some(()));
+        running.join().expect("reactor thread").expect("clean stop on {signal}");
+    }
+}

@@ -1,0 +1,99 @@
+//! Shared test helpers: a `Dispatch` that reports every call on a channel.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_pool::Pool;
+use mio::net::TcpStream;
+use reactor::{Builder, ConnId, Dispatch, ListenerId, Reactor, Ready};
+
+/// How long a test waits for something that should happen at once.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ev {
+    Open(ConnId, Option<ListenerId>),
+    Ready(ConnId, Ready),
+    Closed(ConnId),
+    Shutdown,
+    Rejected(ListenerId),
+}
+
+/// Reports every call; holds streams until `on_closed`, as a real layer would.
+pub struct Recorder {
+    tx: Sender<Ev>,
+    streams: HashMap<ConnId, Arc<TcpStream>>,
+}
+
+impl Dispatch for Recorder {
+    fn on_open(&mut self, id: ConnId, listener: Option<ListenerId>, stream: Arc<TcpStream>) {
+        self.streams.insert(id, stream);
+        let _ = self.tx.send(Ev::Open(id, listener));
+    }
+    fn on_ready(&mut self, id: ConnId, ready: Ready) {
+        let _ = self.tx.send(Ev::Ready(id, ready));
+    }
+    fn on_closed(&mut self, id: ConnId) {
+        self.streams.remove(&id);
+        let _ = self.tx.send(Ev::Closed(id));
+    }
+    fn on_shutdown(&mut self) {
+        let _ = self.tx.send(Ev::Shutdown);
+    }
+    fn on_rejected(&mut self, stream: TcpStream, listener: ListenerId) {
+        drop(stream);
+        let _ = self.tx.send(Ev::Rejected(listener));
+    }
+}
+
+/// A reactor with a recorder and one listener on a free loopback port, not yet running.
+pub fn reactor(builder: Builder) -> (Reactor<Recorder>, SocketAddr, Receiver<Ev>) {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let pool = Arc::new(Pool::new(2).expect("pool starts"));
+    let (tx, rx) = mpsc::channel();
+    let mut reactor = builder.build(pool, Recorder { tx, streams: HashMap::new() }).expect("reactor builds");
+    let listener = reactor.listen("127.0.0.1:0".parse().expect("valid address")).expect("binds a free port");
+    let addr = reactor.local_addr(listener).expect("listener exists");
+    (reactor, addr, rx)
+}
+
+/// Waits for the first event `pick` accepts, skipping the others; panics after `PATIENCE`.
+pub fn wait_for<T>(rx: &Receiver<Ev>, what: &str, mut pick: impl FnMut(&Ev) -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(ev) => {
+                if let Some(found) = pick(&ev) {
+                    return found;
+                }
+            }
+            Err(e) => panic!("no {what} within {PATIENCE:?}: {e}"),
+        }
+    }
+}
+
+pub fn opened(rx: &Receiver<Ev>) -> ConnId {
+    wait_for(rx, "open", |ev| match ev {
+        Ev::Open(id, _) => Some(*id),
+        _ => None,
+    })
+}
+
+/// Every event that arrives before `rx` stays quiet for a short while. Use only
+/// after a round trip through the reactor (a timer) proved it processed what came before.
+pub fn drain(rx: &Receiver<Ev>) -> Vec<Ev> {
+    rx.try_iter().collect()
+}
+
+/// Shuts the reactor down at once (the second request skips the grace period) and
+/// checks that its loop returned cleanly.
+pub fn stop(handle: &reactor::Handle, running: std::thread::JoinHandle<Result<(), reactor::Error>>) {
+    handle.shutdown().expect("reactor running");
+    let _ = handle.shutdown(); // may find the loop already gone: that is fine
+    running.join().expect("reactor thread").expect("clean stop");
+}
