@@ -164,15 +164,22 @@ impl Builder {
             next: CachePadded(AtomicUsize::new(0)),
             closed: AtomicBool::new(false),
         });
-        let pool = Pool { shared, threads: Mutex::new(Vec::with_capacity(threads)) };
+        let mut handles = Vec::with_capacity(threads);
         for (index, mut consumer) in consumers.into_iter().enumerate() {
-            let shared = sync::Arc::clone(&pool.shared);
-            let handle = spawn(format!("{}-{index}", self.name), move || {
-                shared.workers[index].run(&mut consumer);
-            })?;
-            lock(&pool.threads).push(handle);
+            let mine = sync::Arc::clone(&shared);
+            let spawned = spawn(format!("{}-{index}", self.name), move || {
+                mine.workers[index].run(&mut consumer);
+            });
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                Err(e) => {
+                    // Finish the workers already running, then report.
+                    drop(Pool::assemble(shared, handles));
+                    return Err(e);
+                }
+            }
         }
-        Ok(pool)
+        Ok(Pool::assemble(shared, handles))
     }
 }
 
@@ -197,9 +204,15 @@ struct Shared {
 pub struct Pool {
     shared: sync::Arc<Shared>,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
+    worker_threads: Vec<thread::ThreadId>,
 }
 
 impl Pool {
+    fn assemble(shared: sync::Arc<Shared>, handles: Vec<thread::JoinHandle<()>>) -> Pool {
+        let worker_threads = handles.iter().map(|h| h.thread().id()).collect();
+        Pool { shared, threads: Mutex::new(handles), worker_threads }
+    }
+
     /// Starts `threads` workers (0: one per core) with default settings.
     pub fn new(threads: usize) -> io::Result<Pool> {
         Builder::default().threads(threads).build()
@@ -255,14 +268,19 @@ impl Pool {
     }
 
     /// Blocks until [`Pool::signal`] has been called (by anyone), every queued task
-    /// has run, and the workers have exited. Called from a worker, it joins the others.
+    /// has run, and the workers have exited. Several threads may wait at once.
+    ///
+    /// Called from one of this pool's own tasks it returns at once: a worker cannot
+    /// wait for itself (this is what makes dropping the last `Arc<Pool>` inside a task
+    /// safe; the workers then exit on their own once drained).
     pub fn wait(&self) {
-        let handles = std::mem::take(&mut *lock(&self.threads));
-        let me = thread::current().id();
-        for handle in handles {
-            if handle.thread().id() == me {
-                continue;
-            }
+        if self.worker_threads.contains(&thread::current().id()) {
+            log::debug!("async_pool: wait() called from a worker; not waiting for itself");
+            return;
+        }
+        // Joining under the lock makes a second waiter block until the first is done.
+        let mut threads = lock(&self.threads);
+        for handle in threads.drain(..) {
             if handle.join().is_err() {
                 log::error!("async_pool: a worker thread panicked outside a task");
             }
@@ -273,6 +291,12 @@ impl Pool {
     pub fn finish(&self) {
         self.signal();
         self.wait();
+    }
+
+    /// How many workers are parked (idle, blocked on their pipe or about to be) at this
+    /// instant: a snapshot for monitoring; the next task may change it.
+    pub fn parked_workers(&self) -> usize {
+        self.shared.workers.iter().filter(|w| w.is_parked()).count()
     }
 
     /// Counters per worker.

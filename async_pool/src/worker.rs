@@ -122,6 +122,11 @@ impl Worker {
         self.wake_if_parked();
     }
 
+    /// Whether the worker has announced it parks (it may still be re-checking its queues).
+    pub(crate) fn is_parked(&self) -> bool {
+        self.state.load(Ordering::Relaxed) != RUNNING
+    }
+
     pub(crate) fn stats(&self) -> WorkerStats {
         WorkerStats {
             tasks_run: self.counters.tasks_run.load(Ordering::Relaxed),
@@ -132,14 +137,23 @@ impl Worker {
 
     /// The worker thread's body: runs tasks until closed and drained.
     pub(crate) fn run(&self, consumer: &mut Consumer<Task>) {
+        let mut busy_spins = 0u32;
         loop {
             let ring_closed = match consumer.pop() {
                 Pop::Item(task) => {
+                    busy_spins = 0;
                     self.execute(task);
                     continue;
                 }
                 Pop::Busy => {
-                    hint::spin_loop();
+                    // A producer was preempted between claiming a slot and filling it:
+                    // spin briefly, then give it the CPU (it may share our core).
+                    busy_spins += 1;
+                    if busy_spins < IDLE_SPINS {
+                        hint::spin_loop();
+                    } else {
+                        thread::yield_now();
+                    }
                     continue;
                 }
                 Pop::Empty => false,

@@ -101,7 +101,11 @@ impl Handle {
     fn send(&self, command: Command) -> Result<(), Error> {
         self.shared.tx.send(command).map_err(|_| Error::Stopped)?;
         if !self.shared.pending.swap(true, Ordering::AcqRel) {
-            self.shared.waker.wake().map_err(Error::io("waking the reactor"))?;
+            if let Err(e) = self.shared.waker.wake() {
+                // Let the next command try again rather than believe a wake-up is pending.
+                self.shared.pending.store(false, Ordering::Release);
+                return Err(Error::Io { what: "waking the reactor", source: e });
+            }
         }
         Ok(())
     }

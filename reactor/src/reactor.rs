@@ -101,12 +101,24 @@ impl Builder {
 
     /// Makes the reactor. `pool` runs due timers; `dispatch` hears about connections.
     pub fn build<D: Dispatch>(self, pool: Arc<Pool>, dispatch: D) -> Result<Reactor<D>, Error> {
+        self.build_with(pool, |_| dispatch)
+    }
+
+    /// [`Builder::build`] for a dispatcher that needs the reactor's [`Handle`] (to close
+    /// connections or set timers from its tasks): `make` receives it.
+    pub fn build_with<D: Dispatch>(
+        self,
+        pool: Arc<Pool>,
+        make: impl FnOnce(Handle) -> D,
+    ) -> Result<Reactor<D>, Error> {
         crate::sys::ignore_sigpipe();
         let poll = Poll::new().map_err(Error::io("creating the epoll instance"))?;
         let waker =
             mio::Waker::new(poll.registry(), WAKER).map_err(Error::io("creating the reactor's waker"))?;
         let signals = if self.signals { Some(register_signals(&poll)?) } else { None };
         let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared::new(tx, waker));
+        let dispatch = make(Handle { shared: Arc::clone(&shared) });
         let max_connections = self.max_connections.unwrap_or_else(default_max_connections);
         Ok(Reactor {
             events: Events::with_capacity(self.events),
@@ -115,7 +127,7 @@ impl Builder {
             conns: Conns::default(),
             timers: Timers::default(),
             rx,
-            shared: Arc::new(Shared::new(tx, waker)),
+            shared,
             dispatch,
             pool,
             signals,
