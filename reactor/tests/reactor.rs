@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use reactor::{Builder, Error};
-use util::{drain, opened, reactor, stop, wait_for, Ev, PATIENCE};
+use util::{drain, opened, reactor, start, wait_for, wait_ready, Ev, PATIENCE};
 
 /// Proves the reactor processed every command sent before this call: a timer is
 /// handed to the pool only after the commands queued ahead of it were applied.
@@ -27,134 +27,105 @@ fn accepts_a_burst_of_1000_connections_arriving_at_once() {
     // All 1,000 handshakes complete into the listen backlog before the loop runs:
     // the reactor then sees ONE edge and must accept until WouldBlock to get them all.
     let clients: Vec<TcpStream> = (0..1000).map(|_| TcpStream::connect(addr).expect("connect")).collect();
-    let running = reactor.spawn().expect("reactor thread starts");
+    let thread = reactor.spawn().expect("reactor thread starts");
     let mut ids: Vec<_> = (0..1000).map(|_| opened(&rx)).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 1000, "every connection got its own id");
-    stop(&handle, running);
+    util::Running { handle, addr, rx, thread }.stop();
     drop(clients);
 }
 
 #[test]
 fn closing_a_stale_id_never_reaches_the_connection_reusing_its_slot() {
-    let (reactor, addr, rx) = reactor(Builder::new().signals(false));
-    let handle = reactor.handle();
-    let running = reactor.spawn().expect("reactor thread starts");
-
-    let mut first = TcpStream::connect(addr).expect("connect");
-    let old = opened(&rx);
-    handle.close(old).expect("reactor running");
-    wait_for(&rx, "close of the first connection", |ev| (*ev == Ev::Closed(old)).then_some(()));
+    let r = start(Builder::new().signals(false));
+    let mut first = TcpStream::connect(r.addr).expect("connect");
+    let old = opened(&r.rx);
+    r.handle.close(old).expect("reactor running");
+    wait_for(&r.rx, "close of the first connection", |ev| (*ev == Ev::Closed(old)).then_some(()));
     let mut buf = [0u8; 1];
     assert_eq!(first.read(&mut buf).expect("read EOF"), 0, "closed connection sees EOF");
 
-    let mut second = TcpStream::connect(addr).expect("connect");
-    let new = opened(&rx);
+    let mut second = TcpStream::connect(r.addr).expect("connect");
+    let new = opened(&r.rx);
     assert_eq!(new.slot, old.slot, "the slab reuses the freed slot");
     assert_ne!(new.gen, old.gen, "with a new generation");
 
-    handle.close(old).expect("reactor running");
-    round_trip(&handle);
-    let after: Vec<_> = drain(&rx).into_iter().filter(|ev| matches!(ev, Ev::Closed(_))).collect();
+    r.handle.close(old).expect("reactor running");
+    round_trip(&r.handle);
+    let after: Vec<_> = drain(&r.rx).into_iter().filter(|ev| matches!(ev, Ev::Closed(_))).collect();
     assert!(after.is_empty(), "a stale close reached a live connection: {after:?}");
     second.write_all(b"still here").expect("the new connection is open");
-    wait_for(&rx, "readiness of the new connection", |ev| match ev {
-        Ev::Ready(id, ready) if *id == new && ready.readable => Some(()),
-        _ => None,
-    });
-
-    stop(&handle, running);
+    wait_ready(&r.rx, new, "readiness of the new connection", |ready| ready.readable);
+    r.stop();
 }
 
 #[test]
 fn readiness_and_peer_close_reach_the_dispatcher() {
-    let (reactor, addr, rx) = reactor(Builder::new().signals(false));
-    let handle = reactor.handle();
-    let running = reactor.spawn().expect("reactor thread starts");
-    let mut client = TcpStream::connect(addr).expect("connect");
-    let id = opened(&rx);
-    wait_for(&rx, "initial writability", |ev| match ev {
-        Ev::Ready(got, ready) if *got == id && ready.writable => Some(()),
-        _ => None,
-    });
+    let r = start(Builder::new().signals(false));
+    let mut client = TcpStream::connect(r.addr).expect("connect");
+    let id = opened(&r.rx);
+    wait_ready(&r.rx, id, "initial writability", |ready| ready.writable);
     client.write_all(b"ping").expect("write");
-    wait_for(&rx, "readability", |ev| match ev {
-        Ev::Ready(got, ready) if *got == id && ready.readable => Some(()),
-        _ => None,
-    });
+    wait_ready(&r.rx, id, "readability", |ready| ready.readable);
     drop(client);
-    wait_for(&rx, "the peer's FIN", |ev| match ev {
-        Ev::Ready(got, ready) if *got == id && ready.read_closed => Some(()),
-        _ => None,
-    });
-    stop(&handle, running);
+    wait_ready(&r.rx, id, "the peer's FIN", |ready| ready.read_closed);
+    r.stop();
 }
 
 #[test]
 fn connections_past_the_limit_are_rejected() {
-    let (reactor, addr, rx) = reactor(Builder::new().signals(false).max_connections(2));
-    let handle = reactor.handle();
-    let running = reactor.spawn().expect("reactor thread starts");
-    let _a = TcpStream::connect(addr).expect("connect");
-    let _b = TcpStream::connect(addr).expect("connect");
-    opened(&rx);
-    opened(&rx);
-    let mut c = TcpStream::connect(addr).expect("the kernel still completes the handshake");
-    wait_for(&rx, "rejection", |ev| matches!(ev, Ev::Rejected(_)).then_some(()));
+    let r = start(Builder::new().signals(false).max_connections(2));
+    let _a = TcpStream::connect(r.addr).expect("connect");
+    let _b = TcpStream::connect(r.addr).expect("connect");
+    opened(&r.rx);
+    opened(&r.rx);
+    let mut c = TcpStream::connect(r.addr).expect("the kernel still completes the handshake");
+    wait_for(&r.rx, "rejection", |ev| matches!(ev, Ev::Rejected(_)).then_some(()));
     let mut buf = [0u8; 1];
     assert_eq!(c.read(&mut buf).unwrap_or(0), 0, "a rejected connection is closed");
-    stop(&handle, running);
+    r.stop();
 }
 
 #[test]
 fn attached_sockets_are_watched_like_accepted_ones() {
-    let (reactor, _addr, rx) = reactor(Builder::new().signals(false));
-    let handle = reactor.handle();
-    let running = reactor.spawn().expect("reactor thread starts");
+    let r = start(Builder::new().signals(false));
     let side = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let mut outside = TcpStream::connect(side.local_addr().expect("addr")).expect("connect");
     let (inside, _) = side.accept().expect("accept");
-    handle.attach(inside).expect("reactor running");
-    let id = wait_for(&rx, "attach", |ev| match ev {
+    r.handle.attach(inside).expect("reactor running");
+    let id = wait_for(&r.rx, "attach", |ev| match ev {
         Ev::Open(id, None) => Some(*id),
         _ => None,
     });
     outside.write_all(b"x").expect("write");
-    wait_for(&rx, "readability", |ev| match ev {
-        Ev::Ready(got, ready) if *got == id && ready.readable => Some(()),
-        _ => None,
-    });
-    stop(&handle, running);
+    wait_ready(&r.rx, id, "readability", |ready| ready.readable);
+    r.stop();
 }
 
 #[test]
 fn shutdown_stops_accepting_and_waits_for_open_connections() {
-    let (reactor, addr, rx) = reactor(Builder::new().signals(false).grace(Duration::from_secs(60)));
-    let handle = reactor.handle();
-    let running = reactor.spawn().expect("reactor thread starts");
-    let _client = TcpStream::connect(addr).expect("connect");
-    let id = opened(&rx);
-    handle.shutdown().expect("reactor running");
-    wait_for(&rx, "on_shutdown", |ev| (*ev == Ev::Shutdown).then_some(()));
-    assert!(TcpStream::connect(addr).is_err(), "the listener is closed once shutdown begins");
-    assert!(!running.is_finished(), "the loop waits for the open connection");
-    handle.close(id).expect("reactor still running during grace");
-    running.join().expect("reactor thread").expect("clean stop");
-    assert!(drain(&rx).contains(&Ev::Closed(id)));
-    assert!(matches!(handle.shutdown(), Err(Error::Stopped)), "a stopped reactor says so");
+    let r = start(Builder::new().signals(false).grace(Duration::from_secs(60)));
+    let _client = TcpStream::connect(r.addr).expect("connect");
+    let id = opened(&r.rx);
+    r.handle.shutdown().expect("reactor running");
+    wait_for(&r.rx, "on_shutdown", |ev| (*ev == Ev::Shutdown).then_some(()));
+    assert!(TcpStream::connect(r.addr).is_err(), "the listener is closed once shutdown begins");
+    assert!(!r.thread.is_finished(), "the loop waits for the open connection");
+    r.handle.close(id).expect("reactor still running during grace");
+    r.thread.join().expect("reactor thread").expect("clean stop");
+    assert!(drain(&r.rx).contains(&Ev::Closed(id)));
+    assert!(matches!(r.handle.shutdown(), Err(Error::Stopped)), "a stopped reactor says so");
 }
 
 #[test]
 fn grace_period_ends_with_every_connection_closed() {
-    let (reactor, addr, rx) = reactor(Builder::new().signals(false).grace(Duration::from_millis(200)));
-    let handle = reactor.handle();
-    let running = reactor.spawn().expect("reactor thread starts");
-    let _client = TcpStream::connect(addr).expect("connect");
-    let id = opened(&rx);
-    handle.shutdown().expect("reactor running");
-    running.join().expect("reactor thread").expect("clean stop after the grace period");
-    assert!(drain(&rx).contains(&Ev::Closed(id)), "the dispatcher hears about the dropped connection");
+    let r = start(Builder::new().signals(false).grace(Duration::from_millis(200)));
+    let _client = TcpStream::connect(r.addr).expect("connect");
+    let id = opened(&r.rx);
+    r.handle.shutdown().expect("reactor running");
+    r.thread.join().expect("reactor thread").expect("clean stop after the grace period");
+    assert!(drain(&r.rx).contains(&Ev::Closed(id)), "the dispatcher hears about the dropped connection");
 }
 
 #[test]

@@ -5,15 +5,14 @@ mod util;
 
 use nix::sys::signal::{raise, Signal};
 use reactor::Builder;
-use util::{reactor, wait_for, Ev};
+use util::{start, wait_for, Ev};
 
 #[test]
 fn sigterm_then_sigint_each_end_a_running_reactor() {
     for signal in [Signal::SIGTERM, Signal::SIGINT] {
-        let (reactor, _, rx) = reactor(Builder::new().signals(true));
-        let running = reactor.spawn().expect("reactor thread starts");
+        let r = start(Builder::new().signals(true));
         raise(signal).expect("signal sent to this process");
-        wait_for(&rx, "on_shutdown", |ev| (*ev == Ev::Shutdown).then_some(()));
-        running.join().expect("reactor thread").expect("clean stop on {signal}");
+        wait_for(&r.rx, "on_shutdown", |ev| (*ev == Ev::Shutdown).then_some(()));
+        r.thread.join().expect("reactor thread").expect("clean stop on {signal}");
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_pool::Pool;
 use mio::net::TcpStream;
-use reactor::{Builder, ConnId, Dispatch, ListenerId, Reactor, Ready};
+use reactor::{Builder, ConnId, Dispatch, Handle, ListenerId, Reactor, Ready};
 
 /// How long a test waits for something that should happen at once.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -90,10 +90,36 @@ pub fn drain(rx: &Receiver<Ev>) -> Vec<Ev> {
     rx.try_iter().collect()
 }
 
-/// Shuts the reactor down at once (the second request skips the grace period) and
-/// checks that its loop returned cleanly.
-pub fn stop(handle: &reactor::Handle, running: std::thread::JoinHandle<Result<(), reactor::Error>>) {
-    handle.shutdown().expect("reactor running");
-    let _ = handle.shutdown(); // may find the loop already gone: that is fine
-    running.join().expect("reactor thread").expect("clean stop");
+/// Waits for a readiness event of `id` that `check` accepts.
+pub fn wait_ready(rx: &Receiver<Ev>, id: ConnId, what: &str, check: impl Fn(&Ready) -> bool) {
+    wait_for(rx, what, |ev| match ev {
+        Ev::Ready(got, ready) if *got == id && check(ready) => Some(()),
+        _ => None,
+    })
+}
+
+/// A reactor running on its own thread, with what a test needs to talk to it.
+pub struct Running {
+    pub handle: Handle,
+    pub addr: SocketAddr,
+    pub rx: Receiver<Ev>,
+    pub thread: std::thread::JoinHandle<Result<(), reactor::Error>>,
+}
+
+/// Builds a reactor (see [`reactor`]) and runs it.
+pub fn start(builder: Builder) -> Running {
+    let (reactor, addr, rx) = reactor(builder);
+    let handle = reactor.handle();
+    let thread = reactor.spawn().expect("reactor thread starts");
+    Running { handle, addr, rx, thread }
+}
+
+impl Running {
+    /// Shuts the reactor down at once (the second request skips the grace period) and
+    /// checks that its loop returned cleanly.
+    pub fn stop(self) {
+        self.handle.shutdown().expect("reactor running");
+        let _ = self.handle.shutdown(); // may find the loop already gone: that is fine
+        self.thread.join().expect("reactor thread").expect("clean stop");
+    }
 }
