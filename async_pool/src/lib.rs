@@ -15,7 +15,10 @@
 //! - [`Pool::signal`] stops intake, [`Pool::wait`] drains and joins, [`Pool::finish`]
 //!   does both, and so does dropping the pool. A panicking task is logged and contained.
 //!
-//! ```
+//!
+// Under `--cfg loom` the pool's primitives only work inside `loom::model`.
+#![cfg_attr(not(loom), doc = "```")]
+#![cfg_attr(loom, doc = "```ignore")]
 //! use std::sync::atomic::{AtomicUsize, Ordering};
 //! use std::sync::Arc;
 //!
@@ -274,7 +277,7 @@ impl Pool {
     /// wait for itself (this is what makes dropping the last `Arc<Pool>` inside a task
     /// safe; the workers then exit on their own once drained).
     pub fn wait(&self) {
-        if self.worker_threads.contains(&thread::current().id()) {
+        if self.is_worker_thread() {
             log::debug!("async_pool: wait() called from a worker; not waiting for itself");
             return;
         }
@@ -291,6 +294,18 @@ impl Pool {
     pub fn finish(&self) {
         self.signal();
         self.wait();
+    }
+
+    /// Whether the calling thread is one of this pool's workers (a task of this pool).
+    pub fn is_worker_thread(&self) -> bool {
+        self.current_worker().is_some()
+    }
+
+    /// The worker running the calling thread, if it is one of this pool's.
+    pub fn current_worker(&self) -> Option<WorkerId> {
+        let me = thread::current().id();
+        let index = self.worker_threads.iter().position(|t| *t == me)?;
+        Some(WorkerId(u16::try_from(index).expect("at most u16::MAX workers are started")))
     }
 
     /// How many workers are parked (idle, blocked on their pipe or about to be) at this

@@ -17,7 +17,7 @@ mod pipe {
     use std::os::fd::OwnedFd;
 
     use nix::errno::Errno;
-    use nix::fcntl::OFlag;
+    use nix::fcntl::{FcntlArg, OFlag};
 
     /// A pipe: blocking read end for the worker, write end for producers.
     #[derive(Debug)]
@@ -29,15 +29,18 @@ mod pipe {
     impl Doorbell {
         pub(crate) fn new() -> io::Result<Self> {
             let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+            // Only the write end is non-blocking: a producer (maybe the reactor) must
+            // never block on a pipe that stale wake-up bytes have filled.
+            nix::fcntl::fcntl(&write, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
             Ok(Doorbell { read, write })
         }
 
-        /// Rings once. A full pipe already holds a pending wake-up, so `EAGAIN`
-        /// cannot happen with a blocking write end; `EINTR` is retried.
+        /// Rings once. `EAGAIN` means the pipe is full of unread rings: the worker
+        /// will wake anyway, so that counts as rung. `EINTR` is retried.
         pub(crate) fn ring(&self) -> io::Result<()> {
             loop {
                 match nix::unistd::write(&self.write, &[1u8]) {
-                    Ok(_) => return Ok(()),
+                    Ok(_) | Err(Errno::EAGAIN) => return Ok(()),
                     Err(Errno::EINTR) => continue,
                     Err(e) => return Err(e.into()),
                 }

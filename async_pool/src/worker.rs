@@ -176,6 +176,12 @@ impl Worker {
         if self.overflow_len.load(Ordering::Acquire) == 0 {
             return false;
         }
+        if !self.ring.is_empty() {
+            // A producer filled the ring and then spilled after our last pop: its
+            // ring tasks are older than its spilled ones (the Acquire above makes them
+            // visible), so run the ring first.
+            return true;
+        }
         let batch = {
             let mut overflow = lock(&self.overflow);
             self.overflow_len.store(0, Ordering::Release);

@@ -125,22 +125,33 @@ fn no_lost_wakeup_two_producers_one_worker() {
 }
 
 #[test]
-fn no_lost_wakeup_through_the_overflow() {
+fn no_lost_wakeup_and_fifo_through_the_overflow() {
     model(|| {
         let pool = Arc::new(Pool::builder().threads(1).ring_capacity(2).build().expect("pool starts"));
         let done = Arc::new(Done::default());
+        let order = Arc::new(Mutex::new(Vec::new()));
         let producer = {
-            let (pool, done) = (Arc::clone(&pool), Arc::clone(&done));
+            let (pool, done, order) = (Arc::clone(&pool), Arc::clone(&done), Arc::clone(&order));
             thread::spawn(move || {
-                for _ in 0..3 {
-                    let done = Arc::clone(&done);
-                    pool.run_on(WorkerId(0), move || done.add()).expect("pool open");
+                for i in 0..3 {
+                    let (done, order) = (Arc::clone(&done), Arc::clone(&order));
+                    let task = move || {
+                        order.lock().expect("no panic under lock").push(i);
+                        done.add();
+                    };
+                    pool.run_on(WorkerId(0), task).expect("pool open");
                 }
             })
         };
         done.wait_for(3);
         producer.join().expect("producer");
         pool.finish();
+        // The third task spills (two slots): it must still run after the first two.
+        assert_eq!(
+            *order.lock().expect("no panic under lock"),
+            [0, 1, 2],
+            "one producer's tasks out of order"
+        );
     });
 }
 

@@ -59,6 +59,13 @@ pub trait Dispatch: Send + 'static {
     /// handle or until the grace period ends. The default does nothing.
     fn on_shutdown(&mut self) {}
 
+    /// Called once per loop turn, after the turn's events and due timers were handled.
+    /// `idle` is true when the turn had no I/O event (it woke for a timer, a command or
+    /// its timeout). The default does nothing.
+    fn on_turn(&mut self, idle: bool) {
+        let _ = idle;
+    }
+
     /// A connection arrived while the reactor held its maximum. The default drops it,
     /// which closes it; the layer above may write a "busy" message first.
     fn on_rejected(&mut self, stream: TcpStream, listener: ListenerId) {

@@ -102,9 +102,10 @@ impl Handle {
         self.shared.tx.send(command).map_err(|_| Error::Stopped)?;
         if !self.shared.pending.swap(true, Ordering::AcqRel) {
             if let Err(e) = self.shared.waker.wake() {
-                // Let the next command try again rather than believe a wake-up is pending.
+                // The command is queued (an error now would hide a timer that will
+                // fire); let the next command try the wake-up again.
                 self.shared.pending.store(false, Ordering::Release);
-                return Err(Error::Io { what: "waking the reactor", source: e });
+                log::error!("reactor: cannot wake the event loop: {e}");
             }
         }
         Ok(())

@@ -62,6 +62,12 @@ pub use reactor::{Builder, Reactor};
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
+/// Binds a listening socket as [`Reactor::listen`] does (`SO_REUSEADDR`, a 4096
+/// backlog), for callers that bind before the reactor exists (to fork after binding).
+pub fn bind(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, Error> {
+    sys::bind_listener(addr, 4096).map_err(|source| Error::Bind { addr, source })
+}
+
 /// The soft open-file limit of this process.
 pub fn fd_limit() -> std::io::Result<u64> {
     Ok(getrlimit(Resource::RLIMIT_NOFILE)?.0)

@@ -18,6 +18,7 @@ use signal_hook_mio::v1_0::Signals;
 use crate::conns::Conns;
 use crate::handle::{Command, Shared};
 use crate::id::{Target, SIGNALS, WAKER};
+use crate::sys::SignalClaim;
 use crate::timer::Timers;
 use crate::{ConnId, Dispatch, Error, Handle, ListenerId, Ready};
 
@@ -139,13 +140,13 @@ impl Builder {
     }
 }
 
-fn register_signals(poll: &Poll) -> Result<Signals, Error> {
+fn register_signals(poll: &Poll) -> Result<(Signals, SignalClaim), Error> {
     let mut signals =
         Signals::new([SIGINT, SIGTERM]).map_err(Error::io("installing SIGINT/SIGTERM handlers"))?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)
         .map_err(Error::io("watching the signal pipe"))?;
-    Ok(signals)
+    Ok((signals, crate::sys::claim_signals()))
 }
 
 fn default_max_connections() -> usize {
@@ -173,7 +174,8 @@ pub struct Reactor<D: Dispatch> {
     shared: Arc<Shared>,
     dispatch: D,
     pool: Arc<Pool>,
-    signals: Option<Signals>,
+    /// The signal pipe, and the claim that makes SIGINT/SIGTERM ours until we drop.
+    signals: Option<(Signals, SignalClaim)>,
     settings: Builder,
     max_connections: usize,
     /// When to try `accept` again after running out of descriptors.
@@ -218,6 +220,11 @@ impl<D: Dispatch> Reactor<D> {
         Handle { shared: Arc::clone(&self.shared) }
     }
 
+    /// The dispatcher this reactor reports to.
+    pub fn dispatcher(&self) -> &D {
+        &self.dispatch
+    }
+
     /// The connection limit in force.
     pub fn max_connections(&self) -> usize {
         self.max_connections
@@ -244,9 +251,13 @@ impl<D: Dispatch> Reactor<D> {
                 Err(source) => return Err(Error::Io { what: "waiting for events", source }),
             }
             let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
-            events.iter().for_each(|event| self.on_event(event));
+            let mut io = false;
+            for event in events.iter() {
+                io |= self.on_event(event);
+            }
             self.events = events;
             self.on_time();
+            self.dispatch.on_turn(!io);
             if self.shutdown_done() {
                 self.close_all();
                 log::info!("reactor: stopped");
@@ -261,16 +272,23 @@ impl<D: Dispatch> Reactor<D> {
         Some(next.saturating_duration_since(Instant::now()))
     }
 
-    fn on_event(&mut self, event: &mio::event::Event) {
-        match Target::of(event.token()) {
+    /// Handles one event; true if it was network I/O (not a command or a signal).
+    fn on_event(&mut self, event: &mio::event::Event) -> bool {
+        let target = Target::of(event.token());
+        let io = matches!(target, Target::Listener(_) | Target::Conn(_));
+        match target {
             Target::Waker => self.drain_commands(),
             Target::Signals => self.on_signals(),
-            Target::Listener(id) => self.accept(id),
+            // While out of descriptors, `on_time` retries; accepting per event would
+            // just fail again and log once per incoming connection.
+            Target::Listener(id) if self.accept_retry.is_none() => self.accept(id),
+            Target::Listener(_) => {}
             Target::Conn(id) if self.conns.get(id).is_some() => {
                 self.dispatch.on_ready(id, Ready::from(event))
             }
             Target::Conn(id) => log::trace!("reactor: event for closed connection {id:?} ignored"),
         }
+        io
     }
 
     fn on_time(&mut self) {
@@ -298,7 +316,7 @@ impl<D: Dispatch> Reactor<D> {
     }
 
     fn on_signals(&mut self) {
-        let Some(signals) = self.signals.as_mut() else { return };
+        let Some((signals, _)) = self.signals.as_mut() else { return };
         let received: Vec<i32> = signals.pending().collect();
         for signal in received {
             log::info!("reactor: received signal {signal}, shutting down");

@@ -1,5 +1,8 @@
 //! The only `unsafe` of this crate: process-wide signal disposition.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
+
 use nix::sys::signal::{signal, SigHandler, Signal};
 
 /// Makes writes to a closed socket fail with `EPIPE` instead of killing the process.
@@ -29,4 +32,46 @@ pub(crate) fn bind_listener(
     socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
     socket::listen(&fd, Backlog::new(backlog).unwrap_or(Backlog::MAXCONN))?;
     Ok(std::net::TcpListener::from(fd))
+}
+
+/// Reactors of this process that turn SIGINT/SIGTERM into a shutdown.
+static LISTENING: AtomicUsize = AtomicUsize::new(0);
+static FALLBACK: Once = Once::new();
+
+/// Marks one more reactor as handling SIGINT/SIGTERM until the returned claim drops.
+///
+/// signal-hook never restores a signal's default action: once every reactor is gone
+/// the signals would be silently ignored, and Ctrl-C would no longer stop a process
+/// stuck after its reactor returned. A fallback action, installed once, performs the
+/// default action (terminate) whenever no reactor is listening.
+pub(crate) fn claim_signals() -> SignalClaim {
+    FALLBACK.call_once(|| {
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // SAFETY: the action runs in signal context and only loads an atomic and
+            // calls `emulate_default_handler`, which signal-hook documents as
+            // async-signal-safe.
+            let registered = unsafe {
+                signal_hook::low_level::register(signal, move || {
+                    if LISTENING.load(Ordering::SeqCst) == 0 {
+                        let _ = signal_hook::low_level::emulate_default_handler(signal);
+                    }
+                })
+            };
+            if let Err(e) = registered {
+                log::warn!("reactor: cannot install the default-action fallback for signal {signal}: {e}");
+            }
+        }
+    });
+    LISTENING.fetch_add(1, Ordering::SeqCst);
+    SignalClaim(())
+}
+
+/// Held by a reactor that handles SIGINT/SIGTERM; see [`claim_signals`].
+#[derive(Debug)]
+pub(crate) struct SignalClaim(());
+
+impl Drop for SignalClaim {
+    fn drop(&mut self) {
+        LISTENING.fetch_sub(1, Ordering::SeqCst);
+    }
 }

@@ -1,0 +1,286 @@
+//! [`Builder`]: the `start_server(...)` of the original, as a builder.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use async_pool::Pool;
+
+use crate::dispatch::Dispatcher;
+use crate::server::{Hook, Inner, Settings};
+use crate::timeout::{Wheel, TICK_MS};
+use crate::{Error, Protocol, Server};
+
+/// Makes a fresh protocol value for each accepted connection.
+pub type Factory = Arc<dyn Fn() -> Box<dyn Protocol> + Send + Sync>;
+
+/// Settings and listeners of a server; [`Builder::start`] runs it.
+///
+/// ```no_run
+/// use protocol_server::{Conn, Protocol, Server};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     fn service(&self) -> &'static str { "echo" }
+///     fn on_data(&mut self, conn: &Conn) {
+///         let mut buf = [0u8; 4096];
+///         while let Ok(n @ 1..) = conn.read(&mut buf) {
+///             let _ = conn.write(&buf[..n]);
+///         }
+///     }
+/// }
+///
+/// Server::builder().port(3000).protocol(|| Echo).start()?;
+/// # Ok::<(), protocol_server::Error>(())
+/// ```
+#[must_use = "a builder does nothing until .start()"]
+#[derive(Clone)]
+pub struct Builder {
+    address: String,
+    port: u16,
+    threads: usize,
+    pub(crate) processes: usize,
+    timeout: Duration,
+    busy_msg: Option<Vec<u8>>,
+    max_output: usize,
+    max_connections: Option<usize>,
+    grace: Duration,
+    listeners: Vec<(String, Factory)>,
+    on_init: Option<Hook>,
+    on_finish: Option<Hook>,
+    on_tick: Option<Hook>,
+    on_idle: Option<Hook>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            address: "127.0.0.1".into(),
+            port: 3000,
+            threads: 0,
+            processes: 1,
+            timeout: Duration::from_secs(5),
+            busy_msg: None,
+            max_output: 16 << 20,
+            max_connections: None,
+            grace: Duration::from_secs(5),
+            listeners: Vec::new(),
+            on_init: None,
+            on_finish: None,
+            on_tick: None,
+            on_idle: None,
+        }
+    }
+}
+
+fn factory<P: Protocol>(make: impl Fn() -> P + Send + Sync + 'static) -> Factory {
+    Arc::new(move || Box::new(make()) as Box<dyn Protocol>)
+}
+
+fn hook(f: impl Fn(&Server) + Send + Sync + 'static) -> Option<Hook> {
+    Some(Arc::new(f))
+}
+
+impl Builder {
+    /// Address for [`Builder::protocol`] (default `127.0.0.1`; `0.0.0.0` for all interfaces).
+    pub fn address(mut self, address: impl Into<String>) -> Self {
+        self.address = address.into();
+        self
+    }
+
+    /// Port for [`Builder::protocol`] (default 3000; 0 picks a free one).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Listens on `address:port` with a protocol made per connection by `make`.
+    pub fn protocol<P: Protocol>(self, make: impl Fn() -> P + Send + Sync + 'static) -> Self {
+        let addr = format_addr(&self.address, self.port);
+        self.listen(addr, make)
+    }
+
+    /// Listens on `addr` (`"host:port"`) with its own protocol. May be called several
+    /// times: one reactor and one pool serve every listener.
+    pub fn listen<P: Protocol>(
+        mut self,
+        addr: impl Into<String>,
+        make: impl Fn() -> P + Send + Sync + 'static,
+    ) -> Self {
+        self.listeners.push((addr.into(), factory(make)));
+        self
+    }
+
+    /// Worker threads (default 0: one per core).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Processes serving the same listeners (default 1). With more, the root forks
+    /// them before any thread starts, forwards SIGINT/SIGTERM and restarts any that die.
+    pub fn processes(mut self, processes: usize) -> Self {
+        self.processes = processes.max(1);
+        self
+    }
+
+    /// Idle time before [`Protocol::ping`] (default 5 s; zero: never).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sent to connections refused at capacity before closing them.
+    pub fn busy_msg(mut self, msg: impl Into<Vec<u8>>) -> Self {
+        self.busy_msg = Some(msg.into());
+        self
+    }
+
+    /// Bytes queued per connection before the peer is deemed not reading and
+    /// disconnected (default 16 MiB; files count their remaining length).
+    pub fn max_output(mut self, bytes: usize) -> Self {
+        self.max_output = bytes;
+        self
+    }
+
+    /// Connection limit of each process (default: [`crate::capacity`]).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = Some(n);
+        self
+    }
+
+    /// How long shutdown waits for queued output before dropping connections (default 5 s).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Runs on the starting thread once listening, before serving.
+    pub fn on_init(mut self, f: impl Fn(&Server) + Send + Sync + 'static) -> Self {
+        self.on_init = hook(f);
+        self
+    }
+
+    /// Runs after shutdown, once every connection is closed and the workers stopped.
+    pub fn on_finish(mut self, f: impl Fn(&Server) + Send + Sync + 'static) -> Self {
+        self.on_finish = hook(f);
+        self
+    }
+
+    /// Runs on a worker after reactor turns (at most one queued at a time).
+    pub fn on_tick(mut self, f: impl Fn(&Server) + Send + Sync + 'static) -> Self {
+        self.on_tick = hook(f);
+        self
+    }
+
+    /// Runs on a worker after reactor turns with no network event.
+    pub fn on_idle(mut self, f: impl Fn(&Server) + Send + Sync + 'static) -> Self {
+        self.on_idle = hook(f);
+        self
+    }
+
+    /// Binds every listener and serves until SIGINT/SIGTERM or [`Server::stop`].
+    /// Returns after an orderly shutdown; a bind failure names the address.
+    pub fn start(self) -> Result<(), Error> {
+        if self.listeners.is_empty() {
+            return Err(Error::NoListener);
+        }
+        let addrs = self.listeners.iter().map(|(a, _)| resolve(a)).collect::<Result<Vec<_>, _>>()?;
+        let sockets = addrs.iter().map(|a| reactor::bind(*a)).collect::<Result<Vec<_>, _>>()?;
+        if self.processes > 1 {
+            return crate::process::supervise(self, sockets);
+        }
+        self.serve(sockets, std::process::id())
+    }
+
+    /// One process's server on already-bound listeners.
+    pub(crate) fn serve(self, sockets: Vec<std::net::TcpListener>, root_pid: u32) -> Result<(), Error> {
+        let capacity = self.max_connections.unwrap_or_else(crate::capacity);
+        let pool = Arc::new(
+            Pool::builder()
+                .threads(self.threads)
+                .name("worker")
+                .build()
+                .map_err(Error::io("starting worker threads"))?,
+        );
+        let factories = self.listeners.iter().map(|(_, f)| Arc::clone(f)).collect();
+        let inner = |reactor| Inner {
+            reactor,
+            pool: Arc::clone(&pool),
+            conns: RwLock::default(),
+            settings: Settings {
+                timeout: self.timeout,
+                max_output: self.max_output,
+                busy_msg: self.busy_msg.clone(),
+            },
+            epoch: Instant::now(),
+            addrs: OnceLock::new(),
+            root_pid,
+            capacity,
+            wheel: Mutex::new(Wheel::default()),
+            on_tick: self.on_tick.clone(),
+            on_idle: self.on_idle.clone(),
+            tick_busy: AtomicBool::new(false),
+            idle_busy: AtomicBool::new(false),
+        };
+        let mut reactor = reactor::Builder::new()
+            .max_connections(capacity)
+            .grace(self.grace)
+            .build_with(Arc::clone(&pool), |handle| {
+                Dispatcher::new(Server(Arc::new(inner(handle))), factories)
+            })?;
+        let server = reactor.dispatcher().server.clone();
+        let mut bound = Vec::new();
+        for socket in sockets {
+            let id = reactor.add_std_listener(socket)?;
+            bound.push(reactor.local_addr(id).expect("a listener just added has an address"));
+        }
+        log::info!(
+            "listening on {bound:?} with {} worker threads, at most {capacity} connections",
+            pool.threads()
+        );
+        server.0.addrs.set(bound).expect("addresses are set once, here");
+        server.register();
+        let ticker = server.clone();
+        server.run_every(Duration::from_millis(TICK_MS), 0, move || ticker.check_timeouts())?;
+        if let Some(f) = &self.on_init {
+            f(&server);
+        }
+        let result = reactor.run();
+        pool.finish();
+        if let Some(f) = &self.on_finish {
+            f(&server);
+        }
+        log::info!("server stopped");
+        Ok(result?)
+    }
+}
+
+fn format_addr(address: &str, port: u16) -> String {
+    if address.contains(':') && !address.starts_with('[') {
+        format!("[{address}]:{port}") // a bare IPv6 address
+    } else {
+        format!("{address}:{port}")
+    }
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr, Error> {
+    let bad = |reason: String| Error::Address { addr: addr.to_string(), reason };
+    addr.to_socket_addrs()
+        .map_err(|e| bad(e.to_string()))?
+        .next()
+        .ok_or_else(|| bad("resolves to nothing".into()))
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("listeners", &self.listeners.iter().map(|(a, _)| a).collect::<Vec<_>>())
+            .field("threads", &self.threads)
+            .field("processes", &self.processes)
+            .field("timeout", &self.timeout)
+            .field("max_output", &self.max_output)
+            .finish_non_exhaustive()
+    }
+}

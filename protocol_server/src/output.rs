@@ -1,0 +1,210 @@
+//! A connection's queued output: owned buffers and file ranges, flushed in order.
+//!
+//! Nothing is held once the queue drains (the deque's buffer is released too), so
+//! an idle connection costs no output memory.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+/// Where flushed bytes go: the socket directly, or the connection's read/write hooks.
+pub(crate) trait Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
+    /// Sends up to `len` bytes of `file` from `offset`; `None` if this sink cannot
+    /// (hooks that transform bytes), in which case the file is read and written.
+    fn send_file(&mut self, file: &File, offset: u64, len: usize) -> Option<io::Result<usize>>;
+}
+
+pub(crate) enum Chunk {
+    Bytes { data: Vec<u8>, sent: usize },
+    File { file: File, offset: u64, end: u64, started: bool },
+}
+
+impl Chunk {
+    pub(crate) fn bytes(data: Vec<u8>) -> Chunk {
+        Chunk::Bytes { data, sent: 0 }
+    }
+
+    fn remaining(&self) -> usize {
+        match self {
+            Chunk::Bytes { data, sent } => data.len() - sent,
+            Chunk::File { offset, end, .. } => usize::try_from(end - offset).unwrap_or(usize::MAX),
+        }
+    }
+
+    fn started(&self) -> bool {
+        match self {
+            Chunk::Bytes { sent, .. } => *sent > 0,
+            Chunk::File { started, .. } => *started,
+        }
+    }
+
+    /// Writes until done or `WouldBlock`; `Ok(true)` when the chunk is fully sent.
+    fn flush(&mut self, sink: &mut dyn Sink) -> io::Result<bool> {
+        loop {
+            if self.remaining() == 0 {
+                return Ok(true);
+            }
+            let n = match self {
+                Chunk::Bytes { data, sent } => retry(|| sink.write(&data[*sent..])),
+                Chunk::File { file, offset, end, .. } => send_file(sink, file, *offset, *end),
+            };
+            let n = match n {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            match self {
+                Chunk::Bytes { sent, .. } => *sent += n,
+                Chunk::File { offset, started, .. } => {
+                    *offset += n as u64;
+                    *started = true;
+                }
+            }
+        }
+    }
+}
+
+/// Largest piece handed to one `sendfile(2)` or copied through hooks at a time.
+const FILE_STEP: usize = 1 << 20;
+
+fn send_file(sink: &mut dyn Sink, file: &File, offset: u64, end: u64) -> io::Result<usize> {
+    let len = usize::try_from(end - offset).unwrap_or(usize::MAX).min(FILE_STEP);
+    if let Some(result) = retry_opt(|| sink.send_file(file, offset, len)) {
+        return result;
+    }
+    // Hooks in the way: copy a bounded piece through them; only what they take counts.
+    let mut buf = vec![0u8; len.min(64 * 1024)];
+    let read = file.read_at(&mut buf, offset)?;
+    if read == 0 {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shorter than the range to send"));
+    }
+    retry(|| sink.write(&buf[..read]))
+}
+
+fn retry(mut f: impl FnMut() -> io::Result<usize>) -> io::Result<usize> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+fn retry_opt(mut f: impl FnMut() -> Option<io::Result<usize>>) -> Option<io::Result<usize>> {
+    loop {
+        match f() {
+            Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Output {
+    chunks: VecDeque<Chunk>,
+    queued: usize,
+}
+
+impl Output {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Bytes (and file bytes) waiting.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    pub(crate) fn push(&mut self, chunk: Chunk) {
+        self.queued = self.queued.saturating_add(chunk.remaining());
+        self.chunks.push_back(chunk);
+    }
+
+    /// Queues ahead of everything not yet started (a chunk half-sent stays first:
+    /// splitting it would corrupt the stream).
+    pub(crate) fn push_urgent(&mut self, chunk: Chunk) {
+        self.queued = self.queued.saturating_add(chunk.remaining());
+        let at = usize::from(self.chunks.front().is_some_and(Chunk::started));
+        self.chunks.insert(at, chunk);
+    }
+
+    /// Writes in order until empty (`Ok(true)`) or the socket is full (`Ok(false)`).
+    pub(crate) fn flush(&mut self, sink: &mut dyn Sink) -> io::Result<bool> {
+        while let Some(front) = self.chunks.front_mut() {
+            let before = front.remaining();
+            let done = front.flush(sink);
+            self.queued -= before - front.remaining();
+            if !done? {
+                return Ok(false);
+            }
+            self.chunks.pop_front();
+        }
+        self.chunks = VecDeque::new(); // give the buffer back: idle connections hold none
+        Ok(true)
+    }
+
+    /// Drops everything queued (the connection is going away).
+    pub(crate) fn clear(&mut self) {
+        self.chunks = VecDeque::new();
+        self.queued = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes at most `room` bytes, then says WouldBlock.
+    struct Slow {
+        got: Vec<u8>,
+        room: usize,
+    }
+
+    impl Sink for Slow {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.room).min(3);
+            self.got.extend_from_slice(&buf[..n]);
+            self.room -= n;
+            Ok(n)
+        }
+        fn send_file(&mut self, _: &File, _: u64, _: usize) -> Option<io::Result<usize>> {
+            None
+        }
+    }
+
+    #[test]
+    fn flushes_in_order_across_would_block_and_urgent_skips_only_unstarted() {
+        let mut out = Output::default();
+        out.push(Chunk::bytes(b"hello ".to_vec()));
+        out.push(Chunk::bytes(b"world".to_vec()));
+        let mut sink = Slow { got: Vec::new(), room: 4 };
+        assert!(!out.flush(&mut sink).expect("no error"));
+        assert_eq!(out.queued(), 7);
+        out.push_urgent(Chunk::bytes(b"[!]".to_vec())); // "hello " is half-sent: stays first
+        sink.room = 100;
+        assert!(out.flush(&mut sink).expect("no error"));
+        assert_eq!(sink.got, b"hello [!]world");
+        assert_eq!(out.queued(), 0);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn files_go_through_hooks_when_sendfile_is_not_possible() {
+        let path = std::env::temp_dir().join(format!("output-test-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789").expect("temp file");
+        let file = File::open(&path).expect("open");
+        let mut out = Output::default();
+        out.push(Chunk::File { file, offset: 2, end: 7, started: false });
+        out.push_urgent(Chunk::bytes(b">".to_vec()));
+        let mut sink = Slow { got: Vec::new(), room: 100 };
+        assert!(out.flush(&mut sink).expect("no error"));
+        std::fs::remove_file(&path).expect("cleanup");
+        assert_eq!(sink.got, b">23456");
+    }
+}

@@ -1,0 +1,311 @@
+//! [`Server`]: the running server's handle, with the group operations and timers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use async_pool::Pool;
+use reactor::{ConnId, TimerId};
+
+use crate::timeout::Wheel;
+use crate::{lock, Conn, Error};
+
+/// Settings every connection reads.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) timeout: Duration,
+    pub(crate) max_output: usize,
+    pub(crate) busy_msg: Option<Vec<u8>>,
+}
+
+pub(crate) type Hook = Arc<dyn Fn(&Server) + Send + Sync>;
+
+pub(crate) struct Inner {
+    pub(crate) reactor: reactor::Handle,
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) conns: RwLock<HashMap<ConnId, Conn>>,
+    pub(crate) settings: Settings,
+    pub(crate) epoch: Instant,
+    pub(crate) addrs: OnceLock<Vec<SocketAddr>>,
+    pub(crate) root_pid: u32,
+    pub(crate) capacity: usize,
+    pub(crate) wheel: Mutex<Wheel>,
+    pub(crate) on_tick: Option<Hook>,
+    pub(crate) on_idle: Option<Hook>,
+    pub(crate) tick_busy: AtomicBool,
+    pub(crate) idle_busy: AtomicBool,
+}
+
+/// A running server: cheap to clone, usable from any thread and from hooks.
+#[derive(Clone)]
+pub struct Server(pub(crate) Arc<Inner>);
+
+/// Every server of this process, for [`Server::stop_all`].
+static SERVERS: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
+
+impl Server {
+    pub(crate) fn register(&self) {
+        let mut all = lock(&SERVERS);
+        all.retain(|s| s.strong_count() > 0);
+        all.push(Arc::downgrade(&self.0));
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    pub(crate) fn reactor(&self) -> &reactor::Handle {
+        &self.0.reactor
+    }
+
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
+        &self.0.pool
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.0.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The addresses the server listens on, in `listen` order (ports resolved).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        self.0.addrs.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// The pid of the root process (the one that forked the workers with
+    /// `processes(n)`; this process otherwise).
+    pub fn root_pid(&self) -> u32 {
+        self.0.root_pid
+    }
+
+    /// The connection limit of this process (from [`crate::capacity`] unless set).
+    pub fn capacity(&self) -> usize {
+        self.0.capacity
+    }
+
+    /// Worker threads running hooks.
+    pub fn threads(&self) -> usize {
+        self.0.pool.threads()
+    }
+
+    /// Starts an orderly shutdown, as SIGTERM does.
+    pub fn stop(&self) {
+        if self.0.reactor.shutdown().is_err() {
+            log::debug!("server already stopped");
+        }
+    }
+
+    /// Stops every server of this process.
+    pub fn stop_all() {
+        let all: Vec<_> = lock(&SERVERS).iter().filter_map(Weak::upgrade).collect();
+        all.into_iter().for_each(|inner| Server(inner).stop());
+    }
+
+    /// The open connection with this id, if it still exists.
+    pub fn conn(&self, id: ConnId) -> Option<Conn> {
+        self.read_conns().get(&id).cloned()
+    }
+
+    fn read_conns(&self) -> std::sync::RwLockReadGuard<'_, HashMap<ConnId, Conn>> {
+        self.0.conns.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn write_conns(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ConnId, Conn>> {
+        self.0.conns.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Connections of `service` (`None`: all).
+    pub fn count(&self, service: Option<&str>) -> usize {
+        self.read_conns().values().filter(|c| service.is_none_or(|s| c.service() == s)).count()
+    }
+
+    fn targets(&self, origin: Option<ConnId>, service: Option<&str>) -> Vec<Conn> {
+        let conns = self.read_conns();
+        let wanted = |c: &&Conn| Some(c.id()) != origin && service.is_none_or(|s| c.service() == s);
+        conns.values().filter(wanted).cloned().collect()
+    }
+
+    /// Runs `task` on every open connection of `service` (`None`: all) except
+    /// `origin`, each on its connection's worker (so never during one of its hooks),
+    /// then `on_finish` once, after the last. Returns at once.
+    pub fn each(
+        &self,
+        origin: Option<ConnId>,
+        service: Option<&str>,
+        task: impl Fn(&Conn) + Send + Sync + 'static,
+        on_finish: impl FnOnce() + Send + 'static,
+    ) {
+        let targets = self.targets(origin, service);
+        let countdown = Countdown::new(targets.len(), on_finish);
+        let task = Arc::new(task);
+        for conn in targets {
+            let (task, countdown) = (Arc::clone(&task), Arc::clone(&countdown));
+            conn.schedule(move |c| {
+                if c.is_open() {
+                    task(c);
+                }
+                countdown.done();
+            });
+        }
+        countdown.done(); // the guard: on_finish waits for the loop above too
+    }
+
+    /// [`Server::each`], returning once every task ran. From a hook, tasks of
+    /// connections pinned to the caller's worker run inline (waiting for that worker
+    /// would wait for ourselves).
+    pub fn each_block(
+        &self,
+        origin: Option<ConnId>,
+        service: Option<&str>,
+        task: impl Fn(&Conn) + Send + Sync + 'static,
+    ) {
+        let here = self.0.pool.current_worker();
+        let task = Arc::new(task);
+        let (tx, rx) = mpsc::channel();
+        let mut waiting = 0;
+        for conn in self.targets(origin, service) {
+            if here.is_some_and(|w| conn.worker_matches(w)) {
+                if conn.is_open() {
+                    task(&conn);
+                }
+                continue;
+            }
+            let (task, tx) = (Arc::clone(&task), tx.clone());
+            waiting += 1;
+            conn.schedule(move |c| {
+                if c.is_open() {
+                    task(c);
+                }
+                let _ = tx.send(());
+            });
+        }
+        drop(tx);
+        for _ in 0..waiting {
+            if rx.recv().is_err() {
+                break; // a task was dropped (pool stopped): nothing left to wait for
+            }
+        }
+    }
+
+    /// Runs `task` on connection `id` (on its worker, between its hooks), or
+    /// `fallback` (on a worker) if that connection is gone, closing, or never existed.
+    pub fn fd_task(
+        &self,
+        id: ConnId,
+        task: impl FnOnce(&Conn) + Send + 'static,
+        fallback: impl FnOnce() + Send + 'static,
+    ) {
+        match self.conn(id) {
+            Some(conn) => conn.schedule(move |c| if c.is_open() { task(c) } else { fallback() }),
+            None => {
+                if let Err(refused) = self.0.pool.run(fallback) {
+                    (refused.0)();
+                }
+            }
+        }
+    }
+
+    /// Runs `task` on a worker once, no earlier than `delay` from now.
+    pub fn run_after(&self, delay: Duration, task: impl FnOnce() + Send + 'static) -> Result<TimerId, Error> {
+        Ok(self.0.reactor.run_after(delay, task)?)
+    }
+
+    /// Runs `task` on a worker every `interval`, `repetitions` times (0: until
+    /// cancelled or the server stops).
+    pub fn run_every(
+        &self,
+        interval: Duration,
+        repetitions: u64,
+        task: impl Fn() + Send + Sync + 'static,
+    ) -> Result<TimerId, Error> {
+        Ok(self.0.reactor.run_every(interval, repetitions, task)?)
+    }
+
+    /// Cancels a timer from `run_after` or `run_every`.
+    pub fn cancel(&self, timer: TimerId) -> Result<(), Error> {
+        Ok(self.0.reactor.cancel(timer)?)
+    }
+
+    /// Files the connection's deadline in the timeout wheel.
+    pub(crate) fn watch_timeout(&self, conn: &Conn) {
+        let timeout = conn.0.timeout_ms.load(Ordering::Relaxed);
+        if timeout == 0 {
+            return;
+        }
+        let deadline = conn.0.last_active.load(Ordering::Relaxed) + timeout;
+        let tick = lock(&self.0.wheel).insert(conn.id(), deadline);
+        conn.0.wheel_tick.store(tick, Ordering::Relaxed);
+    }
+
+    /// The wheel's tick task: ping expired connections, refile the others.
+    pub(crate) fn check_timeouts(&self) {
+        let now = self.now_ms();
+        let Ok(due) = self.0.wheel.try_lock().map(|mut w| w.due(now)) else { return };
+        for (id, tick) in due {
+            let Some(conn) = self.conn(id) else { continue };
+            if conn.0.wheel_tick.load(Ordering::Relaxed) != tick || !conn.is_open() {
+                continue; // a later set_timeout filed a newer entry, or it is closing
+            }
+            let timeout = conn.0.timeout_ms.load(Ordering::Relaxed);
+            let deadline = conn.0.last_active.load(Ordering::Relaxed) + timeout;
+            if timeout > 0 && deadline <= now {
+                conn.schedule(|c| {
+                    c.with_protocol(|p, c| p.ping(c));
+                });
+                conn.0.last_active.store(now, Ordering::Relaxed); // next ping one timeout later
+            }
+            self.watch_timeout(&conn);
+        }
+    }
+
+    /// Runs `hook` on the pool unless its previous run is still queued or running,
+    /// so a fast reactor cannot flood the pool with ticks.
+    pub(crate) fn run_hook(&self, hook: &Option<Hook>, busy: fn(&Inner) -> &AtomicBool) {
+        let Some(hook) = hook.clone() else { return };
+        if busy(&self.0).swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let server = self.clone();
+        let task = move || {
+            hook(&server);
+            busy(&server.0).store(false, Ordering::Release);
+        };
+        if self.0.pool.run(task).is_err() {
+            busy(&self.0).store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Runs a closure once after `n + 1` calls to `done` (the extra one is the caller's).
+struct Countdown {
+    left: AtomicUsize,
+    on_finish: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Countdown {
+    fn new(n: usize, on_finish: impl FnOnce() + Send + 'static) -> Arc<Countdown> {
+        Arc::new(Countdown {
+            left: AtomicUsize::new(n + 1),
+            on_finish: Mutex::new(Some(Box::new(on_finish))),
+        })
+    }
+
+    fn done(&self) {
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(f) = lock(&self.on_finish).take() {
+                f();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addrs", &self.local_addrs())
+            .field("threads", &self.threads())
+            .field("connections", &self.count(None))
+            .finish_non_exhaustive()
+    }
+}

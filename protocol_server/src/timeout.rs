@@ -1,0 +1,88 @@
+//! The idle-timeout wheel: per-tick buckets, checked lazily.
+//!
+//! A connection has one live entry, at the tick of its deadline as last known.
+//! `touch` only stores a timestamp; when the entry comes due, the real deadline is
+//! recomputed and the entry moves there, or `ping` is scheduled. So the cost is per
+//! expiry (at most one per timeout period per connection), never per event and
+//! never a scan of all connections.
+
+use reactor::ConnId;
+
+/// Wheel resolution: timeouts fire within one tick after their deadline.
+pub(crate) const TICK_MS: u64 = 100;
+const SLOTS: usize = 512;
+
+#[derive(Debug)]
+pub(crate) struct Wheel {
+    slots: Vec<Vec<(ConnId, u64)>>,
+    /// The last tick processed.
+    tick: u64,
+}
+
+impl Default for Wheel {
+    fn default() -> Self {
+        Wheel { slots: vec![Vec::new(); SLOTS], tick: 0 }
+    }
+}
+
+impl Wheel {
+    /// Files `id` under the tick of `deadline_ms` (never a tick already processed);
+    /// returns that tick, which the connection remembers to recognise its live entry.
+    pub(crate) fn insert(&mut self, id: ConnId, deadline_ms: u64) -> u64 {
+        let tick = deadline_ms.div_ceil(TICK_MS).max(self.tick + 1);
+        self.slots[(tick % SLOTS as u64) as usize].push((id, tick));
+        tick
+    }
+
+    /// Removes and returns every entry due at or before `now_ms`, with its tick.
+    pub(crate) fn due(&mut self, now_ms: u64) -> Vec<(ConnId, u64)> {
+        let now_tick = now_ms / TICK_MS;
+        let mut due = Vec::new();
+        // After a long stall, one lap covers every slot.
+        let first = self.tick + 1;
+        let last = now_tick.min(self.tick + SLOTS as u64);
+        for tick in first..=last {
+            let slot = &mut self.slots[(tick % SLOTS as u64) as usize];
+            let mut i = 0;
+            while i < slot.len() {
+                if slot[i].1 <= now_tick {
+                    due.push(slot.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        self.tick = self.tick.max(now_tick);
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(slot: u32) -> ConnId {
+        ConnId { slot, gen: 0 }
+    }
+
+    #[test]
+    fn entries_come_due_at_their_tick_not_before_even_laps_away() {
+        let mut wheel = Wheel::default();
+        wheel.insert(id(1), 250);
+        let far = SLOTS as u64 * TICK_MS * 3 + 50;
+        wheel.insert(id(2), far);
+        assert!(wheel.due(200).is_empty());
+        assert_eq!(wheel.due(300).iter().map(|e| e.0).collect::<Vec<_>>(), [id(1)]);
+        assert!(wheel.due(far - TICK_MS).is_empty(), "a far entry is not due on an earlier lap");
+        assert_eq!(wheel.due(far + TICK_MS).iter().map(|e| e.0).collect::<Vec<_>>(), [id(2)]);
+    }
+
+    #[test]
+    fn past_deadlines_go_to_the_next_tick() {
+        let mut wheel = Wheel::default();
+        wheel.due(1_000);
+        let tick = wheel.insert(id(3), 0);
+        assert_eq!(tick, 1_000 / TICK_MS + 1);
+        assert_eq!(wheel.due(1_000 + TICK_MS).len(), 1);
+    }
+}
