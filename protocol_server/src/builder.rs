@@ -46,6 +46,7 @@ pub struct Builder {
     max_output: usize,
     max_connections: Option<usize>,
     grace: Duration,
+    signals: bool,
     listeners: Vec<(String, Factory)>,
     on_init: Option<Hook>,
     on_finish: Option<Hook>,
@@ -65,6 +66,7 @@ impl Default for Builder {
             max_output: 16 << 20,
             max_connections: None,
             grace: Duration::from_secs(5),
+            signals: true,
             listeners: Vec::new(),
             on_init: None,
             on_finish: None,
@@ -156,6 +158,13 @@ impl Builder {
         self
     }
 
+    /// Whether SIGINT/SIGTERM shut the server down (default true). Turn it off when
+    /// embedding the server in a program that handles signals itself.
+    pub fn signals(mut self, on: bool) -> Self {
+        self.signals = on;
+        self
+    }
+
     /// Runs on the starting thread once listening, before serving.
     pub fn on_init(mut self, f: impl Fn(&Server) + Send + Sync + 'static) -> Self {
         self.on_init = hook(f);
@@ -227,6 +236,7 @@ impl Builder {
         let mut reactor = reactor::Builder::new()
             .max_connections(capacity)
             .grace(self.grace)
+            .signals(self.signals)
             .build_with(Arc::clone(&pool), |handle| {
                 Dispatcher::new(Server(Arc::new(inner(handle))), factories)
             })?;

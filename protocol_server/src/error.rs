@@ -28,7 +28,7 @@ pub enum Error {
     NoListener,
     /// The reactor failed.
     #[error(transparent)]
-    Reactor(#[from] reactor::Error),
+    Reactor(reactor::Error),
     /// Another operating-system call failed (`what` names it).
     #[error("{what}: {source}")]
     Io {
@@ -40,6 +40,15 @@ pub enum Error {
     /// `processes(n)` needs to fork before any thread exists, and this process has several.
     #[error("processes({0}) must fork before any thread starts, but this process already runs {1} threads")]
     Threaded(usize, usize),
+}
+
+impl From<reactor::Error> for Error {
+    fn from(e: reactor::Error) -> Error {
+        match e {
+            reactor::Error::Bind { addr, source } => Error::Bind { addr, source },
+            other => Error::Reactor(other),
+        }
+    }
 }
 
 impl Error {
