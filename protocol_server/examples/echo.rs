@@ -30,7 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Server::builder()
         .port(port)
         .processes(processes)
-        .on_init(|server| println!("echo server on {:?} (pid {})", server.local_addrs(), std::process::id()))
+        .on_init(|server| {
+            // Not println!: a closed stdout must not kill the server.
+            let line = format!("echo server on {:?} (pid {})\n", server.local_addrs(), std::process::id());
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes());
+        })
         .protocol(|| Echo)
         .start()?;
     Ok(())

@@ -83,11 +83,19 @@ fn spawn(builder: &Builder, sockets: &[TcpListener], signals: &Handle, root: u32
             // The root's handlers would write to the root's signal pipe: drop them; the
             // child's reactor installs its own.
             signals.close();
-            let code = match child_sockets(sockets).and_then(|s| builder.clone().serve(s, root)) {
-                Ok(()) => 0,
-                Err(e) => {
+            // Never unwind out of here: above us are the root's frames (its signal loop).
+            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                child_sockets(sockets).and_then(|s| builder.clone().serve(s, root))
+            }));
+            let code = match served {
+                Ok(Ok(())) => 0,
+                Ok(Err(e)) => {
                     log::error!("worker process {}: {e}", std::process::id());
                     1
+                }
+                Err(_) => {
+                    log::error!("worker process {}: panicked", std::process::id());
+                    101
                 }
             };
             std::process::exit(code);

@@ -43,10 +43,23 @@ fn fd_task_aimed_at_a_reused_slot_runs_its_fallback_and_never_reaches_the_new_co
 
 #[test]
 fn each_reaches_every_other_connection_of_the_service_then_finishes_once() {
-    let (hooks, rx) = reporting_ids();
+    // Each connection tells its client its id, so the test knows which socket is which.
+    let hooks = Hooks {
+        on_open: hook(|c| drop(c.write(format!("{:08}\n", c.id().slot).as_bytes()))),
+        ..Hooks::default()
+    };
     let running = serve(hooks);
     let mut clients: Vec<_> = (0..5).map(|_| running.connect()).collect();
-    let ids: Vec<ConnId> = (0..5).map(|_| rx.recv_timeout(PATIENCE).expect("open").1).collect();
+    let slots: Vec<u32> = clients
+        .iter_mut()
+        .map(|c| String::from_utf8(read_n(c, 9)).expect("ascii").trim().parse().expect("slot"))
+        .collect();
+    let ids: Vec<ConnId> = slots
+        .iter()
+        .map(|slot| {
+            running.server.conn(ConnId { slot: *slot, gen: 0 }).expect("a first-generation slot").id()
+        })
+        .collect();
     assert_eq!(running.server.count(Some("test")), 5);
     assert_eq!(running.server.count(Some("other")), 0);
     let origin = ids[0];
@@ -112,16 +125,16 @@ fn idle_connections_get_ping_after_their_timeout_and_touch_postpones_it() {
     let timeout = Duration::from_millis(300);
     let running =
         start(Server::builder().threads(2).port(0).timeout(timeout).protocol(move || hooks.clone()));
+    let idle_since = Instant::now(); // before connecting: the server's clock starts later
     let mut idle = running.connect();
     read_n(&mut idle, 1);
-    let idle_since = Instant::now();
     let mut busy = running.connect();
     read_n(&mut busy, 1);
     // Keep `busy` active for 3 timeouts: reads touch it.
     let mut last = Instant::now();
     while last.duration_since(idle_since) < timeout * 3 {
+        last = Instant::now(); // before the write: the server's touch comes after it
         busy.write_all(b".").expect("write");
-        last = Instant::now();
         std::thread::sleep(timeout / 4); // the client's pace, not synchronisation
     }
     let (first, at) = pings.recv_timeout(PATIENCE).expect("the idle connection is pinged");

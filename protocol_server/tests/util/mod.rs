@@ -14,6 +14,7 @@ use protocol_server::{Builder, Conn, Error, Protocol, Server, Shutdown};
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub type Hook = Arc<dyn Fn(&Conn) + Send + Sync>;
+pub type ShutdownHook = Arc<dyn Fn(&Conn) -> Shutdown + Send + Sync>;
 
 /// A protocol whose hooks are closures; missing ones keep the trait's defaults
 /// (`on_data` then reads and drops).
@@ -25,7 +26,7 @@ pub struct Hooks {
     pub on_ready: Option<Hook>,
     pub on_close: Option<Hook>,
     pub ping: Option<Hook>,
-    pub on_shutdown: Option<Arc<dyn Fn(&Conn) -> Shutdown + Send + Sync>>,
+    pub on_shutdown: Option<ShutdownHook>,
 }
 
 pub fn hook(f: impl Fn(&Conn) + Send + Sync + 'static) -> Option<Hook> {

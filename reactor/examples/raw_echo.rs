@@ -1,5 +1,5 @@
 //! An echo server on the bare engine: the reactor reports readiness, the pool does
-//! the I/O. `cargo run --release -p reactor --example echo -- [PORT]` (default 7000),
+//! the I/O. `cargo run --release -p reactor --example raw_echo -- [PORT]` (default 7000),
 //! then `nc 127.0.0.1 7000`. Ctrl-C shuts it down.
 //!
 //! Each connection is pinned to one worker (`run_on` by slot), so its tasks run one at
