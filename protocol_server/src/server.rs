@@ -206,6 +206,11 @@ impl Server {
         }
     }
 
+    /// Runs `task` on a worker as soon as one is free (the original `run_async`).
+    pub fn run(&self, task: impl FnOnce() + Send + 'static) -> Result<(), Error> {
+        self.0.pool.run(task).map_err(|_| Error::Reactor(reactor::Error::Stopped))
+    }
+
     /// Runs `task` on a worker once, no earlier than `delay` from now.
     pub fn run_after(&self, delay: Duration, task: impl FnOnce() + Send + 'static) -> Result<TimerId, Error> {
         Ok(self.0.reactor.run_after(delay, task)?)
