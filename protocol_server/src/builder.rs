@@ -228,6 +228,8 @@ impl Builder {
             root_pid,
             capacity,
             wheel: Mutex::new(Wheel::default()),
+            attached: Mutex::default(),
+            next_attach: std::sync::atomic::AtomicU64::new(0),
             on_tick: self.on_tick.clone(),
             on_idle: self.on_idle.clone(),
             tick_busy: AtomicBool::new(false),

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use async_pool::WorkerId;
 use mio::net::TcpStream;
-use reactor::{ConnId, Dispatch, ListenerId, Ready};
+use reactor::{ConnId, Dispatch, ListenerId, Origin, Ready};
 
 use crate::conn::{READABLE, WRITABLE};
-use crate::{Conn, Factory, Protocol, Server, Shutdown};
+use crate::{lock, Conn, Factory, Protocol, Server, Shutdown};
 
 pub(crate) struct Dispatcher {
     pub(crate) server: Server,
@@ -33,15 +33,17 @@ impl Dispatcher {
         WorkerId(self.next_worker as u16)
     }
 
-    fn protocol_for(&self, listener: Option<ListenerId>) -> Option<Box<dyn Protocol>> {
-        let factory = self.factories.get(usize::from(listener?.0))?;
-        Some(factory())
+    fn protocol_for(&self, origin: Origin) -> Option<Box<dyn Protocol>> {
+        match origin {
+            Origin::Listener(l) => Some(self.factories.get(usize::from(l.0))?()),
+            Origin::Attached(tag) => lock(&self.server.0.attached).remove(&tag),
+        }
     }
 }
 
 impl Dispatch for Dispatcher {
-    fn on_open(&mut self, id: ConnId, listener: Option<ListenerId>, stream: Arc<TcpStream>) {
-        let Some(protocol) = self.protocol_for(listener) else {
+    fn on_open(&mut self, id: ConnId, origin: Origin, stream: Arc<TcpStream>) {
+        let Some(protocol) = self.protocol_for(origin) else {
             log::warn!("{id:?}: no protocol for this socket; closing it");
             let _ = self.server.reactor().close(id);
             return;
@@ -88,6 +90,12 @@ impl Dispatch for Dispatcher {
                 }
                 Some(Shutdown::Ignore) => {}
             });
+        }
+    }
+
+    fn on_refused(&mut self, tag: u64) {
+        if lock(&self.server.0.attached).remove(&tag).is_some() {
+            log::warn!("an attached socket was refused (at capacity or shutting down); closed");
         }
     }
 

@@ -32,6 +32,10 @@ pub(crate) struct Inner {
     pub(crate) root_pid: u32,
     pub(crate) capacity: usize,
     pub(crate) wheel: Mutex<Wheel>,
+    /// Protocols of sockets handed to `Server::attach`, by tag, until the reactor
+    /// reports the socket opened or refused.
+    pub(crate) attached: Mutex<HashMap<u64, Box<dyn crate::Protocol>>>,
+    pub(crate) next_attach: std::sync::atomic::AtomicU64,
     pub(crate) on_tick: Option<Hook>,
     pub(crate) on_idle: Option<Hook>,
     pub(crate) tick_busy: AtomicBool,
@@ -204,6 +208,22 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Serves an already-connected socket (from a client connection, a socket pair,
+    /// an inherited descriptor) with `protocol`, as if accepted: the original `attach`.
+    pub fn attach(
+        &self,
+        stream: std::net::TcpStream,
+        protocol: Box<dyn crate::Protocol>,
+    ) -> Result<(), Error> {
+        let tag = self.0.next_attach.fetch_add(1, Ordering::Relaxed);
+        lock(&self.0.attached).insert(tag, protocol);
+        let sent = self.0.reactor.attach(stream, tag);
+        if sent.is_err() {
+            lock(&self.0.attached).remove(&tag);
+        }
+        Ok(sent?)
     }
 
     /// Runs `task` on a worker as soon as one is free (the original `run_async`).

@@ -181,3 +181,19 @@ fn several_listeners_each_with_its_protocol_and_a_named_bind_error() {
     assert!(err.to_string().contains(&taken.to_string()));
     running.stop();
 }
+
+#[test]
+fn attach_serves_a_connected_socket_with_the_given_protocol() {
+    let running = serve(Hooks::default());
+    let side = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut outside = std::net::TcpStream::connect(side.local_addr().expect("addr")).expect("connect");
+    outside.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let (inside, _) = side.accept().expect("accept");
+    let echo =
+        Hooks { service: "attached", on_data: hook(|c| drop(c.write(&read_all(c)))), ..Hooks::default() };
+    running.server.attach(inside, Box::new(echo)).expect("server running");
+    outside.write_all(b"over an attached socket").expect("write");
+    assert_eq!(read_n(&mut outside, 23), b"over an attached socket");
+    assert_eq!(running.server.count(Some("attached")), 1);
+    running.stop();
+}

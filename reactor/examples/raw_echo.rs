@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use async_pool::{Pool, WorkerId};
 use mio::net::TcpStream;
-use reactor::{ConnId, Dispatch, Handle, ListenerId, Ready};
+use reactor::{ConnId, Dispatch, Handle, Origin, Ready};
 
 /// Bytes a peer may leave unread before we hang up on it.
 const MAX_PENDING: usize = 1 << 20;
@@ -28,7 +28,7 @@ struct Echo {
 }
 
 impl Dispatch for Echo {
-    fn on_open(&mut self, id: ConnId, _: Option<ListenerId>, stream: Arc<TcpStream>) {
+    fn on_open(&mut self, id: ConnId, _: Origin, stream: Arc<TcpStream>) {
         self.conns.insert(id, Arc::new(Conn { stream, pending: Mutex::new(Vec::new()) }));
     }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use mio::net::TcpStream;
 
-use crate::{ConnId, ListenerId};
+use crate::{ConnId, ListenerId, Origin};
 
 /// Readiness of one connection, as one edge-triggered event reported it.
 ///
@@ -43,10 +43,10 @@ impl From<&mio::event::Event> for Ready {
 /// For one connection the calls come in this order: `on_open`, any number of
 /// `on_ready`, then exactly one `on_closed`.
 pub trait Dispatch: Send + 'static {
-    /// A connection was accepted on `listener` (or attached: `None`). The stream is
-    /// non-blocking and registered for read and write readiness; read and write it from
-    /// any thread. Keep the id: commands about this connection name it.
-    fn on_open(&mut self, id: ConnId, listener: Option<ListenerId>, stream: Arc<TcpStream>);
+    /// A connection was accepted on a listener or attached (`origin` says which). The
+    /// stream is non-blocking and registered for read and write readiness; read and
+    /// write it from any thread. Keep the id: commands about this connection name it.
+    fn on_open(&mut self, id: ConnId, origin: Origin, stream: Arc<TcpStream>);
 
     /// The connection became readable and/or writable.
     fn on_ready(&mut self, id: ConnId, ready: Ready);
@@ -64,6 +64,13 @@ pub trait Dispatch: Send + 'static {
     /// its timeout). The default does nothing.
     fn on_turn(&mut self, idle: bool) {
         let _ = idle;
+    }
+
+    /// A socket handed over with [`crate::Handle::attach`]`(stream, tag)` was not taken
+    /// (at capacity, shutting down, or epoll refused it); it is closed. The default does
+    /// nothing.
+    fn on_refused(&mut self, tag: u64) {
+        log::warn!("reactor: attached socket {tag} refused");
     }
 
     /// A connection arrived while the reactor held its maximum. The default drops it,

@@ -14,7 +14,7 @@ use crate::{ConnId, Error, TimerId};
 
 pub(crate) enum Command {
     Close(ConnId),
-    Attach(mio::net::TcpStream),
+    Attach(mio::net::TcpStream, u64),
     AddTimer(TimerId, Instant, Action),
     Cancel(TimerId),
     Shutdown,
@@ -52,10 +52,12 @@ impl Handle {
     }
 
     /// Hands an already-connected socket to the reactor, which watches it like an
-    /// accepted one ([`crate::Dispatch::on_open`] with no listener).
-    pub fn attach(&self, stream: std::net::TcpStream) -> Result<(), Error> {
+    /// accepted one: [`crate::Dispatch::on_open`] reports it with
+    /// [`crate::Origin::Attached`]`(tag)`, or [`crate::Dispatch::on_refused`] with the
+    /// tag if it cannot be taken (capacity, shutdown).
+    pub fn attach(&self, stream: std::net::TcpStream, tag: u64) -> Result<(), Error> {
         stream.set_nonblocking(true).map_err(Error::io("making an attached socket non-blocking"))?;
-        self.send(Command::Attach(mio::net::TcpStream::from_std(stream)))
+        self.send(Command::Attach(mio::net::TcpStream::from_std(stream), tag))
     }
 
     /// Runs `task` on the pool once, no earlier than `delay` from now.

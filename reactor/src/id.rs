@@ -17,6 +17,15 @@ pub struct ConnId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ListenerId(pub u16);
 
+/// Where a connection came from, as [`crate::Dispatch::on_open`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// Accepted on this listener.
+    Listener(ListenerId),
+    /// Handed over with [`crate::Handle::attach`]; the tag is the caller's.
+    Attached(u64),
+}
+
 /// A scheduled timer, for [`crate::Handle::cancel`]. Never reused within a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerId(pub u64);

@@ -12,11 +12,11 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use reactor::{Builder, ConnId, Dispatch, ListenerId, Ready};
+//! use reactor::{Builder, ConnId, Dispatch, Origin, Ready};
 //!
 //! struct Log;
 //! impl Dispatch for Log {
-//!     fn on_open(&mut self, id: ConnId, _: Option<ListenerId>, _: Arc<mio::net::TcpStream>) {
+//!     fn on_open(&mut self, id: ConnId, _: Origin, _: Arc<mio::net::TcpStream>) {
 //!         println!("open {id:?}");
 //!     }
 //!     fn on_ready(&mut self, id: ConnId, ready: Ready) {
@@ -57,7 +57,7 @@ mod timer;
 pub use dispatch::{Dispatch, Ready};
 pub use error::Error;
 pub use handle::{Handle, MIN_PERIOD};
-pub use id::{ConnId, ListenerId, TimerId};
+pub use id::{ConnId, ListenerId, Origin, TimerId};
 pub use reactor::{Builder, Reactor};
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};

@@ -20,7 +20,7 @@ use crate::handle::{Command, Shared};
 use crate::id::{Target, SIGNALS, WAKER};
 use crate::sys::SignalClaim;
 use crate::timer::Timers;
-use crate::{ConnId, Dispatch, Error, Handle, ListenerId, Ready};
+use crate::{ConnId, Dispatch, Error, Handle, ListenerId, Origin, Ready};
 
 /// After `accept` fails for lack of descriptors or memory, wait this long before
 /// trying again (the listener stays readable, but edge-triggered: no new event comes).
@@ -305,7 +305,7 @@ impl<D: Dispatch> Reactor<D> {
         while let Ok(command) = self.rx.try_recv() {
             match command {
                 Command::Close(id) => self.close(id),
-                Command::Attach(stream) => self.open(stream, None),
+                Command::Attach(stream, tag) => self.open(stream, Origin::Attached(tag)),
                 Command::AddTimer(id, deadline, action) => self.timers.add(id, deadline, action),
                 Command::Cancel(id) => {
                     self.timers.cancel(id);
@@ -329,7 +329,7 @@ impl<D: Dispatch> Reactor<D> {
         loop {
             let Some(Some(listener)) = self.listeners.get(usize::from(id.0)) else { return };
             match listener.socket.accept() {
-                Ok((stream, _peer)) => self.open(stream, Some(id)),
+                Ok((stream, _peer)) => self.open(stream, Origin::Listener(id)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if transient_accept_error(&e) => continue,
                 Err(e) => {
@@ -344,14 +344,11 @@ impl<D: Dispatch> Reactor<D> {
         }
     }
 
-    fn open(&mut self, mut stream: TcpStream, listener: Option<ListenerId>) {
-        if self.shutdown.is_some() {
-            return;
-        }
-        if self.conns.len() >= self.max_connections {
-            match listener {
-                Some(l) => self.dispatch.on_rejected(stream, l),
-                None => log::warn!("reactor: attached connection refused: at capacity"),
+    fn open(&mut self, mut stream: TcpStream, origin: Origin) {
+        if self.shutdown.is_some() || self.conns.len() >= self.max_connections {
+            match origin {
+                Origin::Listener(l) => self.dispatch.on_rejected(stream, l),
+                Origin::Attached(tag) => self.dispatch.on_refused(tag),
             }
             return;
         }
@@ -365,12 +362,15 @@ impl<D: Dispatch> Reactor<D> {
             self.poll.registry().register(&mut stream, id.token(), Interest::READABLE | Interest::WRITABLE)
         {
             log::warn!("reactor: cannot watch a new connection: {e}");
+            if let Origin::Attached(tag) = origin {
+                self.dispatch.on_refused(tag);
+            }
             return;
         }
         let stream = Arc::new(stream);
         let inserted = self.conns.insert(Arc::clone(&stream));
         debug_assert_eq!(inserted, id);
-        self.dispatch.on_open(id, listener, stream);
+        self.dispatch.on_open(id, origin, stream);
     }
 
     fn close(&mut self, id: ConnId) {

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use reactor::{Builder, Error};
+use reactor::{Builder, Error, Origin};
 use util::{drain, opened, reactor, start, wait_for, wait_ready, Ev, PATIENCE};
 
 /// Proves the reactor processed every command sent before this call: a timer is
@@ -84,6 +84,10 @@ fn connections_past_the_limit_are_rejected() {
     wait_for(&r.rx, "rejection", |ev| matches!(ev, Ev::Rejected(_)).then_some(()));
     let mut buf = [0u8; 1];
     assert_eq!(c.read(&mut buf).unwrap_or(0), 0, "a rejected connection is closed");
+    let side = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let _outside = TcpStream::connect(side.local_addr().expect("addr")).expect("connect");
+    r.handle.attach(side.accept().expect("accept").0, 7).expect("reactor running");
+    wait_for(&r.rx, "attach refused at capacity", |ev| (*ev == Ev::Refused(7)).then_some(()));
     r.stop();
 }
 
@@ -93,9 +97,9 @@ fn attached_sockets_are_watched_like_accepted_ones() {
     let side = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let mut outside = TcpStream::connect(side.local_addr().expect("addr")).expect("connect");
     let (inside, _) = side.accept().expect("accept");
-    r.handle.attach(inside).expect("reactor running");
+    r.handle.attach(inside, 42).expect("reactor running");
     let id = wait_for(&r.rx, "attach", |ev| match ev {
-        Ev::Open(id, None) => Some(*id),
+        Ev::Open(id, Origin::Attached(42)) => Some(*id),
         _ => None,
     });
     outside.write_all(b"x").expect("write");

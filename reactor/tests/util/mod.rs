@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use async_pool::Pool;
 use mio::net::TcpStream;
-use reactor::{Builder, ConnId, Dispatch, Handle, ListenerId, Reactor, Ready};
+use reactor::{Builder, ConnId, Dispatch, Handle, ListenerId, Origin, Reactor, Ready};
 
 /// How long a test waits for something that should happen at once.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ev {
-    Open(ConnId, Option<ListenerId>),
+    Open(ConnId, Origin),
+    Refused(u64),
     Ready(ConnId, Ready),
     Closed(ConnId),
     Shutdown,
@@ -30,9 +31,12 @@ pub struct Recorder {
 }
 
 impl Dispatch for Recorder {
-    fn on_open(&mut self, id: ConnId, listener: Option<ListenerId>, stream: Arc<TcpStream>) {
+    fn on_open(&mut self, id: ConnId, origin: Origin, stream: Arc<TcpStream>) {
         self.streams.insert(id, stream);
-        let _ = self.tx.send(Ev::Open(id, listener));
+        let _ = self.tx.send(Ev::Open(id, origin));
+    }
+    fn on_refused(&mut self, tag: u64) {
+        let _ = self.tx.send(Ev::Refused(tag));
     }
     fn on_ready(&mut self, id: ConnId, ready: Ready) {
         let _ = self.tx.send(Ev::Ready(id, ready));
