@@ -95,14 +95,29 @@ fn a_peer_that_never_reads_is_cut_off_at_max_output_and_memory_stays_bounded() {
         }),
         ..Hooks::default()
     };
+    let rss_before = rss_bytes();
     let running = start(Server::builder().threads(2).port(0).max_output(max).protocol(move || hooks.clone()));
     let mut client = running.connect();
     let (accepted, outcome) = rx.recv_timeout(PATIENCE).expect("the writer stops");
+    // Process-wide, and other tests of this binary run alongside: the bound is loose,
+    // but an unbounded queue would have grown by the whole 100 MB.
+    let grown = rss_bytes().saturating_sub(rss_before);
+    assert!(grown < 80 << 20, "resident memory grew by {} MB", grown >> 20);
     assert!(matches!(outcome, Err(WriteError::Overflow { .. })), "{outcome:?}");
     // What was accepted is at most the bound plus what the kernel's socket buffers took.
     assert!(accepted < max + (16 << 20), "accepted {accepted} bytes for a peer that reads nothing");
     assert!(closed_by_peer(&mut client), "the server hung up on it");
     running.stop();
+}
+
+fn rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
+    let kb: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line");
+    kb * 1024
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! `processes(2)` through the echo example run as a child process (the test harness
-//! is multi-threaded, so nothing may fork inside it): a worker killed with SIGKILL is
-//! replaced, the port keeps answering, and SIGTERM ends the root with status 0.
+//! The echo example run as a child process: 500 concurrent clients, and
+//! `processes(2)` (the test harness is multi-threaded, so nothing may fork inside it):
+//! a worker killed with SIGKILL is replaced, the port keeps answering, and SIGTERM
+//! ends the root with status 0.
 
 mod util;
 
@@ -67,19 +68,20 @@ impl Drop for Root {
     }
 }
 
-#[test]
-fn a_killed_worker_process_is_replaced_and_sigterm_exits_0() {
+/// Starts the echo example with `args`; returns it, its stdout (kept open: every
+/// (re)started worker prints its address) and its port.
+fn echo_example(args: &[&str]) -> (Root, BufReader<std::process::ChildStdout>, u16) {
     let mut root = Root(
         Command::new(example("echo"))
-            .args(["--port", "0", "--processes", "2"])
+            .args(["--port", "0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("the echo example starts"),
     );
-    let mut line = String::new();
-    // Kept open to the end: every (re)started worker prints its address.
     let mut stdout = BufReader::new(root.0.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
     stdout.read_line(&mut line).expect("a worker prints its address");
     // "echo server on [127.0.0.1:PORT] (pid N)"
     let port: u16 = line
@@ -87,6 +89,36 @@ fn a_killed_worker_process_is_replaced_and_sigterm_exits_0() {
         .nth(1)
         .and_then(|rest| rest.split(']').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no port in {line:?}"));
+    (root, stdout, port)
+}
+
+#[test]
+fn the_echo_example_answers_500_concurrent_clients_each_with_its_own_lines() {
+    let (mut root, _stdout, port) = echo_example(&[]);
+    let mut clients: Vec<TcpStream> = (0..500)
+        .map(|_| {
+            let c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            c.set_read_timeout(Some(PATIENCE)).expect("timeout");
+            c
+        })
+        .collect();
+    for round in 0..3 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.write_all(format!("client {i:03} line {round}\n").as_bytes()).expect("write");
+        }
+        for (i, c) in clients.iter_mut().enumerate() {
+            let want = format!("client {i:03} line {round}\n");
+            assert_eq!(read_n(c, want.len()), want.as_bytes(), "client {i} got another's bytes");
+        }
+    }
+    kill(Pid::from_raw(root.0.id() as i32), Signal::SIGTERM).expect("signal the server");
+    let status = eventually("the server exiting", || root.0.try_wait().expect("wait"));
+    assert!(status.success(), "exited with {status}");
+}
+
+#[test]
+fn a_killed_worker_process_is_replaced_and_sigterm_exits_0() {
+    let (mut root, _stdout, port) = echo_example(&["--processes", "2"]);
     let root_pid = root.0.id();
     let workers = eventually("two worker processes", || Some(children_of(root_pid)).filter(|c| c.len() == 2));
     echo_works(port, "before the kill");
