@@ -222,6 +222,7 @@ impl Builder {
                 timeout: self.timeout,
                 max_output: self.max_output,
                 busy_msg: self.busy_msg.clone(),
+                grace: self.grace,
             },
             epoch: Instant::now(),
             addrs: OnceLock::new(),
@@ -242,6 +243,9 @@ impl Builder {
             .build_with(Arc::clone(&pool), |handle| {
                 Dispatcher::new(Server(Arc::new(inner(handle))), factories)
             })?;
+        // A forked worker process kept SIGINT/SIGTERM blocked until now: the reactor
+        // handles them from here on.
+        crate::process::accept_stop_signals();
         let server = reactor.dispatcher().server.clone();
         let mut bound = Vec::new();
         for socket in sockets {

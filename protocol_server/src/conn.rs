@@ -2,9 +2,13 @@
 //! keeps per connection.
 //!
 //! ### Life of a connection
-//! `OPEN` → (`close`: `CLOSING`, flush, then) `SHUT` → the reactor forgets it →
-//! `on_close` runs on its worker → `CLOSED`. `abort` (errors, overflow, panics) goes
-//! to `SHUT` at once and drops queued output. `hijack` leaves for `HIJACKED`.
+//! `OPEN` → `close` → `CLOSING` (queued output flushes; a peer that stops reading for
+//! a whole timeout is cut off) → `LINGERING` (our FIN is sent; unread input is read
+//! and dropped until the peer's FIN or a short deadline, because closing a socket with
+//! unread input makes Linux send RST and discard what the peer has not read yet) →
+//! `SHUT` → the reactor forgets it → `on_close` runs on its worker → `CLOSED`.
+//! `abort` (errors, overflow, panics) goes to `SHUT` at once and drops queued output.
+//! `hijack` leaves for `HIJACKED`.
 //!
 //! Every task of a connection runs on the worker chosen for it at accept, so hooks
 //! never overlap; `sched` coalesces readiness so at most one event task is queued.
@@ -31,6 +35,12 @@ const CLOSING: u8 = 1;
 const SHUT: u8 = 2;
 const CLOSED: u8 = 3;
 const HIJACKED: u8 = 4;
+const LINGERING: u8 = 5;
+
+/// A closing connection whose timeout is "never" still gets this long to drain.
+const CLOSING_MS: u64 = 30_000;
+/// How long a lingering close waits for the peer's FIN.
+const LINGER_MS: u64 = 2_000;
 
 pub(crate) const READABLE: u8 = 1;
 pub(crate) const WRITABLE: u8 = 2;
@@ -120,11 +130,6 @@ impl Conn {
         self.0.stream.peer_addr()
     }
 
-    /// Whether this connection's tasks run on worker `w`.
-    pub(crate) fn worker_matches(&self, w: WorkerId) -> bool {
-        self.0.worker == w
-    }
-
     /// Whether the connection is open and not closing.
     pub fn is_open(&self) -> bool {
         self.state() == OPEN
@@ -139,7 +144,7 @@ impl Conn {
     /// When the peer has closed, the connection closes after its output is flushed and
     /// `Ok(0)` is returned; a socket error closes it and is returned.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        if matches!(self.state(), CLOSED | HIJACKED | SHUT) {
+        if !matches!(self.state(), OPEN | CLOSING) {
             return Err(io::ErrorKind::NotConnected.into());
         }
         let result = loop {
@@ -209,37 +214,40 @@ impl Conn {
         }
         let max = self.0.server.settings().max_output;
         let mut out = lock(&self.0.output);
-        let rest = match data {
+        let was_empty = out.is_empty();
+        let mut socket_full = false;
+        let chunk = match data {
             // Nothing queued: write straight from the caller's bytes, copy only the rest.
-            Queued::Slice(bytes) if out.is_empty() => match self.write_now(bytes) {
-                Ok(n) => Queued::Slice(&bytes[n..]),
+            Queued::Slice(bytes) if was_empty => match self.write_now(bytes) {
+                Ok(n) if n == bytes.len() => return Ok(()),
+                Ok(n) => {
+                    socket_full = true;
+                    Chunk::bytes(bytes[n..].to_vec())
+                }
                 Err(e) => return self.failed(out, e),
             },
-            other => other,
-        };
-        let chunk = match rest {
-            Queued::Slice([]) => return Ok(()),
             Queued::Slice(bytes) => Chunk::bytes(bytes.to_vec()),
             Queued::Owned(bytes) => Chunk::bytes(bytes),
             Queued::Chunk(chunk) => chunk,
         };
-        let was_empty = out.is_empty();
         if urgent {
             out.push_urgent(chunk);
         } else {
             out.push(chunk);
         }
-        if out.queued() > max {
-            let queued = out.queued();
-            drop(out);
-            self.abort(&format!("peer does not read: {queued} bytes queued > max_output {max}"));
-            return Err(WriteError::Overflow { queued, max });
-        }
-        if was_empty {
-            // The socket may have room: no writable edge would come for it.
+        // With nothing queued before, no writable edge is pending: try the socket now.
+        if was_empty && !socket_full {
             if let Err(e) = out.flush(&mut self.sink()) {
                 return self.failed(out, e);
             }
+        }
+        // Bound the memory held, after the socket took what it could (a file range
+        // holds none, so large files are fine).
+        if out.memory() > max {
+            let held = out.memory();
+            drop(out);
+            self.abort(&format!("peer does not read: {held} bytes queued > max_output {max}"));
+            return Err(WriteError::Overflow { queued: held, max });
         }
         Ok(())
     }
@@ -275,18 +283,20 @@ impl Conn {
         lock(&self.0.output).queued()
     }
 
-    /// Closes the connection once its queued output is flushed. Later writes fail.
+    /// Closes the connection once its queued output is flushed (a peer that stops
+    /// reading for a whole timeout is cut off). Later writes fail.
     pub fn close(&self) {
         if self.0.state.compare_exchange(OPEN, CLOSING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.touch();
+            self.0.server.watch_timeout(self);
             // Queued output may be empty already: finish on the worker, in order.
-            self.schedule(|conn| conn.shut_if_flushed());
+            self.schedule(|conn| conn.linger_if_flushed());
         }
     }
 
     /// Closes at once, dropping queued output (errors, misbehaving peers).
     pub(crate) fn abort(&self, why: &str) {
-        let state = self.state();
-        if matches!(state, SHUT | CLOSED | HIJACKED) {
+        if matches!(self.state(), SHUT | CLOSED | HIJACKED) {
             return;
         }
         log::warn!("closing {:?} ({}): {why}", self.id(), self.peer());
@@ -298,9 +308,46 @@ impl Conn {
         self.peer_addr().map_or_else(|_| "peer gone".into(), |a| a.to_string())
     }
 
-    fn shut_if_flushed(&self) {
+    fn linger_if_flushed(&self) {
         if self.state() == CLOSING && lock(&self.0.output).is_empty() {
-            self.shut();
+            self.linger();
+        }
+    }
+
+    /// Everything is sent: send our FIN. If unread input is waiting (a client may still
+    /// be sending), linger: drop input until the peer's FIN or a short deadline, as
+    /// nginx's `lingering_close` does; otherwise close at once.
+    fn linger(&self) {
+        if self.0.state.compare_exchange(CLOSING, LINGERING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return;
+        }
+        let _ = self.0.stream.shutdown(std::net::Shutdown::Write);
+        if !self.drain_input() {
+            return self.shut();
+        }
+        self.touch();
+        self.0.server.watch_timeout(self);
+    }
+
+    /// Reads and drops input of a lingering connection; shuts it at the peer's FIN or
+    /// an error. Returns whether it is still lingering and some input was dropped.
+    fn drain_input(&self) -> bool {
+        let mut scratch = [0u8; 4096];
+        let mut dropped = false;
+        loop {
+            match (&*self.0.stream).read(&mut scratch) {
+                Ok(0) => {
+                    self.shut();
+                    return false;
+                }
+                Ok(_) => dropped = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return dropped,
+                Err(_) => {
+                    self.shut();
+                    return false;
+                }
+            }
         }
     }
 
@@ -315,6 +362,36 @@ impl Conn {
         let _ = self.0.stream.shutdown(std::net::Shutdown::Both);
         if self.0.server.reactor().close(self.id()).is_err() {
             log::debug!("{:?}: the reactor is gone; it closed every connection on its way out", self.id());
+        }
+    }
+
+    /// When this connection's current deadline falls (idle timeout, closing drain or
+    /// linger), or `None` if it has none.
+    pub(crate) fn deadline_ms(&self) -> Option<u64> {
+        let timeout = self.0.timeout_ms.load(Ordering::Relaxed);
+        let span = match self.state() {
+            OPEN if timeout > 0 => timeout,
+            CLOSING if timeout > 0 => timeout,
+            CLOSING => CLOSING_MS,
+            LINGERING => LINGER_MS,
+            _ => return None,
+        };
+        Some(self.0.last_active.load(Ordering::Relaxed) + span)
+    }
+
+    /// The deadline passed (timer task): ping an open connection, cut off a closing
+    /// one whose peer stopped reading, end a lingering one.
+    pub(crate) fn expired(&self, now_ms: u64) {
+        match self.state() {
+            OPEN => {
+                self.0.last_active.store(now_ms, Ordering::Relaxed); // next ping one timeout later
+                self.schedule(|c| {
+                    c.with_protocol(|p, c| p.ping(c));
+                });
+            }
+            CLOSING => self.schedule(|c| c.abort("peer stopped reading while we were closing")),
+            LINGERING => self.schedule(Conn::shut),
+            _ => {}
         }
     }
 
@@ -350,9 +427,10 @@ impl Conn {
         });
     }
 
-    /// Takes the socket out of the server: queued output is flushed first (blocking),
-    /// then the caller owns a blocking `TcpStream`; the server forgets the connection
-    /// and calls `on_close`. Called in a hook it blocks that worker while flushing.
+    /// Takes the socket out of the server: queued output is flushed first (blocking,
+    /// for at most the server's grace period), then the caller owns a blocking
+    /// `TcpStream`; the server forgets the connection and calls `on_close`. Called in a
+    /// hook it blocks that worker while flushing.
     pub fn hijack(&self) -> io::Result<std::net::TcpStream> {
         let state = self.state();
         if !matches!(state, OPEN | CLOSING)
@@ -361,13 +439,21 @@ impl Conn {
             return Err(io::ErrorKind::NotConnected.into());
         }
         let stream = std::net::TcpStream::from(self.0.stream.as_fd().try_clone_to_owned()?);
+        // Out of the lock: a peer slow to read must not freeze this connection's worker.
+        let mut pending = std::mem::take(&mut *lock(&self.0.output));
+        // O_NONBLOCK and SO_SNDTIMEO belong to the socket, shared by both descriptors:
+        // our own writes below block too, for a bounded time.
+        let flushed = stream
+            .set_nonblocking(false)
+            .and_then(|()| {
+                stream.set_write_timeout(Some(self.0.server.settings().grace.max(Duration::from_millis(1))))
+            })
+            .and_then(|()| pending.flush(&mut self.sink()));
         if self.0.server.reactor().close(self.id()).is_err() {
             log::debug!("{:?}: hijacked while the reactor stops", self.id());
         }
-        // O_NONBLOCK belongs to the open file, shared by both descriptors: from here on
-        // our own writes block too, which is what flushing before handing over needs.
-        stream.set_nonblocking(false)?;
-        lock(&self.0.output).flush(&mut self.sink())?;
+        flushed?;
+        stream.set_write_timeout(None)?;
         Ok(stream)
     }
 }
@@ -375,12 +461,13 @@ impl Conn {
 /// Scheduling and hooks: everything here runs on the connection's worker.
 impl Conn {
     /// Runs `task` on this connection's worker, after the tasks queued before it.
-    /// If the pool has stopped (end of shutdown), runs it here: no other task of the
-    /// connection can run any more.
+    /// Dropped (with whatever it owns) once the server has stopped.
     pub(crate) fn schedule(&self, task: impl FnOnce(&Conn) + Send + 'static) {
         let conn = self.clone();
-        if let Err(refused) = self.0.server.pool().run_on(self.0.worker, move || task(&conn)) {
-            (refused.0)();
+        if self.0.server.pool().run_on(self.0.worker, move || task(&conn)).is_err() {
+            // Only after the reactor returned and every connection's `on_close` was
+            // queued: running it here could overlap the worker still draining.
+            log::debug!("{:?}: task dropped, the server has stopped", self.id());
         }
     }
 
@@ -418,12 +505,16 @@ impl Conn {
         if out.is_empty() {
             return;
         }
-        match out.flush(&mut self.sink()) {
+        let before = out.queued();
+        let flushed = out.flush(&mut self.sink());
+        if out.queued() < before {
+            self.touch(); // progress: a slow reader is not an idle one
+        }
+        match flushed {
             Ok(true) => {
                 drop(out);
-                self.touch();
                 if self.state() == CLOSING {
-                    self.shut();
+                    self.linger();
                 } else {
                     self.with_protocol(|p, c| p.on_ready(c));
                 }
@@ -435,8 +526,13 @@ impl Conn {
 
     /// Calls `on_data`; true if it left data unread (it should be called again).
     fn on_readable(&self) -> bool {
-        if self.state() != OPEN {
-            return false;
+        match self.state() {
+            OPEN => {}
+            LINGERING => {
+                self.drain_input();
+                return false;
+            }
+            _ => return false,
         }
         self.0.read_seen.store(READ_NOTHING, Ordering::Relaxed);
         self.with_protocol(|p, c| p.on_data(c));

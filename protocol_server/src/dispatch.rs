@@ -50,11 +50,13 @@ impl Dispatch for Dispatcher {
         };
         let worker = self.pick_worker();
         let conn = Conn::new(id, worker, stream, self.server.clone(), protocol);
-        self.server.write_conns().insert(id, conn.clone());
-        self.server.watch_timeout(&conn);
+        // Queued before the connection is visible to other threads: no `each` or
+        // `fd_task` can reach it ahead of `on_open`.
         conn.schedule(|c| {
             c.with_protocol(|p, c| p.on_open(c));
         });
+        self.server.write_conns().insert(id, conn.clone());
+        self.server.watch_timeout(&conn);
         self.conns.insert(id, conn);
     }
 

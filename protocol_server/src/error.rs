@@ -37,6 +37,10 @@ pub enum Error {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// [`crate::Server::each_block`] was called from a worker thread, where waiting
+    /// for other workers could deadlock.
+    #[error("each_block called from a worker thread (it could wait for itself); use each with on_finish")]
+    OnWorker,
     /// `processes(n)` needs to fork before any thread exists, and this process has several.
     #[error("processes({0}) must fork before any thread starts, but this process already runs {1} threads")]
     Threaded(usize, usize),

@@ -17,18 +17,18 @@ pub(crate) trait Sink {
 }
 
 pub(crate) enum Chunk {
-    Bytes { data: Vec<u8>, sent: usize },
+    Bytes { data: Vec<u8>, sent: usize, urgent: bool },
     File { file: File, offset: u64, end: u64, started: bool },
 }
 
 impl Chunk {
     pub(crate) fn bytes(data: Vec<u8>) -> Chunk {
-        Chunk::Bytes { data, sent: 0 }
+        Chunk::Bytes { data, sent: 0, urgent: false }
     }
 
     fn remaining(&self) -> usize {
         match self {
-            Chunk::Bytes { data, sent } => data.len() - sent,
+            Chunk::Bytes { data, sent, .. } => data.len() - sent,
             Chunk::File { offset, end, .. } => usize::try_from(end - offset).unwrap_or(usize::MAX),
         }
     }
@@ -40,6 +40,18 @@ impl Chunk {
         }
     }
 
+    fn urgent(&self) -> bool {
+        matches!(self, Chunk::Bytes { urgent: true, .. })
+    }
+
+    /// Bytes of memory this chunk holds: a file range holds none.
+    fn memory(&self) -> usize {
+        match self {
+            Chunk::Bytes { .. } => self.remaining(),
+            Chunk::File { .. } => 0,
+        }
+    }
+
     /// Writes until done or `WouldBlock`; `Ok(true)` when the chunk is fully sent.
     fn flush(&mut self, sink: &mut dyn Sink) -> io::Result<bool> {
         loop {
@@ -47,7 +59,7 @@ impl Chunk {
                 return Ok(true);
             }
             let n = match self {
-                Chunk::Bytes { data, sent } => retry(|| sink.write(&data[*sent..])),
+                Chunk::Bytes { data, sent, .. } => retry(|| sink.write(&data[*sent..])),
                 Chunk::File { file, offset, end, .. } => send_file(sink, file, *offset, *end),
             };
             let n = match n {
@@ -105,7 +117,10 @@ fn retry_opt(mut f: impl FnMut() -> Option<io::Result<usize>>) -> Option<io::Res
 #[derive(Default)]
 pub(crate) struct Output {
     chunks: VecDeque<Chunk>,
+    /// Bytes waiting, file ranges included.
     queued: usize,
+    /// Bytes of memory held: what `max_output` bounds (file ranges cost none).
+    memory: usize,
 }
 
 impl Output {
@@ -118,25 +133,40 @@ impl Output {
         self.queued
     }
 
+    /// Bytes of memory held by queued buffers.
+    pub(crate) fn memory(&self) -> usize {
+        self.memory
+    }
+
     pub(crate) fn push(&mut self, chunk: Chunk) {
-        self.queued = self.queued.saturating_add(chunk.remaining());
+        self.count_in(&chunk);
         self.chunks.push_back(chunk);
     }
 
-    /// Queues ahead of everything not yet started (a chunk half-sent stays first:
-    /// splitting it would corrupt the stream).
-    pub(crate) fn push_urgent(&mut self, chunk: Chunk) {
-        self.queued = self.queued.saturating_add(chunk.remaining());
-        let at = usize::from(self.chunks.front().is_some_and(Chunk::started));
+    /// Queues ahead of everything not yet started, after earlier urgent chunks (a
+    /// chunk half-sent stays first: splitting it would corrupt the stream).
+    pub(crate) fn push_urgent(&mut self, mut chunk: Chunk) {
+        if let Chunk::Bytes { urgent, .. } = &mut chunk {
+            *urgent = true;
+        }
+        self.count_in(&chunk);
+        let started = usize::from(self.chunks.front().is_some_and(Chunk::started));
+        let at = started + self.chunks.iter().skip(started).take_while(|c| c.urgent()).count();
         self.chunks.insert(at, chunk);
+    }
+
+    fn count_in(&mut self, chunk: &Chunk) {
+        self.queued = self.queued.saturating_add(chunk.remaining());
+        self.memory = self.memory.saturating_add(chunk.memory());
     }
 
     /// Writes in order until empty (`Ok(true)`) or the socket is full (`Ok(false)`).
     pub(crate) fn flush(&mut self, sink: &mut dyn Sink) -> io::Result<bool> {
         while let Some(front) = self.chunks.front_mut() {
-            let before = front.remaining();
+            let (before, memory) = (front.remaining(), front.memory());
             let done = front.flush(sink);
             self.queued -= before - front.remaining();
+            self.memory -= memory - front.memory();
             if !done? {
                 return Ok(false);
             }
@@ -148,8 +178,7 @@ impl Output {
 
     /// Drops everything queued (the connection is going away).
     pub(crate) fn clear(&mut self) {
-        self.chunks = VecDeque::new();
-        self.queued = 0;
+        *self = Output::default();
     }
 }
 
@@ -187,9 +216,10 @@ mod tests {
         assert!(!out.flush(&mut sink).expect("no error"));
         assert_eq!(out.queued(), 7);
         out.push_urgent(Chunk::bytes(b"[!]".to_vec())); // "hello " is half-sent: stays first
+        out.push_urgent(Chunk::bytes(b"[!!]".to_vec())); // after the earlier urgent one
         sink.room = 100;
         assert!(out.flush(&mut sink).expect("no error"));
-        assert_eq!(sink.got, b"hello [!]world");
+        assert_eq!(sink.got, b"hello [!][!!]world");
         assert_eq!(out.queued(), 0);
         assert!(out.is_empty());
     }
@@ -201,6 +231,7 @@ mod tests {
         let file = File::open(&path).expect("open");
         let mut out = Output::default();
         out.push(Chunk::File { file, offset: 2, end: 7, started: false });
+        assert_eq!((out.queued(), out.memory()), (5, 0), "a file range holds no memory");
         out.push_urgent(Chunk::bytes(b">".to_vec()));
         let mut sink = Slow { got: Vec::new(), room: 100 };
         assert!(out.flush(&mut sink).expect("no error"));

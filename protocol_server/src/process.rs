@@ -3,103 +3,182 @@
 //! The root binds the listeners, forks `n` children (each runs a whole server on the
 //! inherited sockets: the kernel spreads connections among their `accept`s), then
 //! waits for signals: SIGINT/SIGTERM are forwarded to every child; SIGCHLD reaps, and
-//! a child that died while no shutdown was asked for is logged and replaced. The root
-//! returns once every child has exited after a shutdown.
+//! a child that died while no shutdown was asked for is logged and replaced. A child
+//! that exits with status 0 stopped on purpose and is not replaced. The root returns
+//! once every child has exited.
+//!
+//! Children run in their own process group (a terminal's Ctrl-C reaches only the root,
+//! which forwards it once) and get SIGTERM if the root dies. SIGINT/SIGTERM are blocked
+//! across `fork` and stay blocked in a child until its reactor has installed handlers,
+//! so no signal is lost or handled by the root's inherited handlers.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::net::TcpListener;
+use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
-use signal_hook::iterator::{Handle, Signals};
+use signal_hook::iterator::Signals;
 
 use crate::{Builder, Error};
+
+/// More unexpected deaths than this within `RESPAWN_WINDOW` slow respawning down.
+const RESPAWN_BURST: usize = 5;
+const RESPAWN_WINDOW: Duration = Duration::from_secs(10);
+const RESPAWN_PAUSE: Duration = Duration::from_secs(1);
 
 pub(crate) fn supervise(builder: Builder, sockets: Vec<TcpListener>) -> Result<(), Error> {
     let threads = crate::sys::thread_count();
     if threads != 1 {
         return Err(Error::Threaded(builder.processes, threads));
     }
-    let root = std::process::id();
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGCHLD]).map_err(Error::io("installing signal handlers"))?;
-    let handle = signals.handle();
-    let mut children = HashSet::new();
-    for _ in 0..builder.processes {
-        children.insert(spawn(&builder, &sockets, &handle, root)?);
+    let mut root = Root {
+        builder,
+        sockets,
+        pid: std::process::id(),
+        children: HashSet::new(),
+        respawns: VecDeque::new(),
+    };
+    for _ in 0..root.builder.processes {
+        let child = root.spawn()?;
+        root.children.insert(child);
     }
-    log::info!("root {root}: {} worker processes {children:?}", children.len());
+    log::info!("root {}: worker processes {:?}", root.pid, root.children);
     let mut stopping = false;
     for signal in signals.forever() {
         if signal == SIGCHLD {
-            reap(&mut children, stopping, |children| {
-                if let Ok(pid) = spawn(&builder, &sockets, &handle, root) {
-                    children.insert(pid);
-                }
-            });
+            root.reap(stopping)?;
         } else {
             stopping = true;
             let forward = Signal::try_from(signal).unwrap_or(Signal::SIGTERM);
-            log::info!("root {root}: {forward}, stopping {} worker process(es)", children.len());
-            for child in &children {
+            log::info!("root {}: {forward}, stopping {} worker process(es)", root.pid, root.children.len());
+            for child in &root.children {
                 let _ = kill(*child, forward);
             }
         }
-        if stopping && children.is_empty() {
+        if root.children.is_empty() {
             break;
         }
     }
-    log::info!("root {root}: every worker process has exited");
+    log::info!("root {}: every worker process has exited", root.pid);
     Ok(())
 }
 
-/// Reaps every exited child; replaces it unless a shutdown is under way.
-fn reap(children: &mut HashSet<Pid>, stopping: bool, mut respawn: impl FnMut(&mut HashSet<Pid>)) {
-    loop {
-        let (pid, how) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => (pid, format!("exited with {code}")),
-            Ok(WaitStatus::Signaled(pid, signal, _)) => (pid, format!("killed by {signal}")),
-            Ok(WaitStatus::StillAlive) | Err(_) => return,
-            Ok(_) => continue,
+struct Root {
+    builder: Builder,
+    sockets: Vec<TcpListener>,
+    pid: u32,
+    children: HashSet<Pid>,
+    /// When recent unexpected deaths were replaced, for the backoff.
+    respawns: VecDeque<Instant>,
+}
+
+impl Root {
+    /// Reaps every exited child; replaces the ones that died unexpectedly.
+    fn reap(&mut self, stopping: bool) -> Result<(), Error> {
+        loop {
+            let (pid, code) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, Some(code)),
+                Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                    log::debug!("worker process {pid} killed by {signal}");
+                    (pid, None)
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return Ok(()),
+                Ok(_) => continue,
+            };
+            if !self.children.remove(&pid) {
+                continue;
+            }
+            match (stopping, code) {
+                (true, _) | (false, Some(0)) => log::info!("worker process {pid} exited"),
+                (false, _) => {
+                    log::error!("worker process {pid} died unexpectedly ({code:?}); starting a new one");
+                    self.replace()?;
+                }
+            }
+        }
+    }
+
+    fn replace(&mut self) -> Result<(), Error> {
+        let now = Instant::now();
+        self.respawns.retain(|at| now.duration_since(*at) < RESPAWN_WINDOW);
+        if self.respawns.len() >= RESPAWN_BURST {
+            log::warn!("worker processes keep dying; waiting {RESPAWN_PAUSE:?} before the next");
+            std::thread::sleep(RESPAWN_PAUSE); // the root only supervises: nothing else waits on it
+        }
+        self.respawns.push_back(Instant::now());
+        match self.spawn() {
+            Ok(child) => {
+                self.children.insert(child);
+                Ok(())
+            }
+            Err(e) if self.children.is_empty() => Err(e),
+            Err(e) => {
+                log::error!("cannot replace a worker process: {e}; {} still serve", self.children.len());
+                Ok(())
+            }
+        }
+    }
+
+    fn spawn(&self) -> Result<Pid, Error> {
+        let stop_signals = stop_signals();
+        stop_signals.thread_block().map_err(|e| Error::io("blocking signals around fork")(e.into()))?;
+        let forked = crate::sys::fork();
+        match forked {
+            Ok(ForkResult::Child) => self.run_child(),
+            Ok(ForkResult::Parent { child }) => {
+                stop_signals.thread_unblock().map_err(|e| Error::io("unblocking signals")(e.into()))?;
+                Ok(child)
+            }
+            Err(e) => {
+                let _ = stop_signals.thread_unblock();
+                Err(Error::io("forking a worker process")(e.into()))
+            }
+        }
+    }
+
+    /// The child's whole life: it never returns into the root's frames.
+    fn run_child(&self) -> ! {
+        let root = self.pid;
+        let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+        if nix::unistd::getppid().as_raw() as u32 != root {
+            std::process::exit(0); // the root died before we asked to follow it
+        }
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            child_sockets(&self.sockets).and_then(|s| self.builder.clone().serve(s, root))
+        }));
+        let code = match served {
+            Ok(Ok(())) => 0,
+            Ok(Err(e)) => {
+                log::error!("worker process {}: {e}", std::process::id());
+                1
+            }
+            Err(_) => {
+                log::error!("worker process {}: panicked", std::process::id());
+                101
+            }
         };
-        if !children.remove(&pid) {
-            continue;
-        }
-        if stopping {
-            log::info!("worker process {pid} {how}");
-        } else {
-            log::error!("worker process {pid} {how} unexpectedly; starting a new one");
-            respawn(children);
-        }
+        std::process::exit(code);
     }
 }
 
-fn spawn(builder: &Builder, sockets: &[TcpListener], signals: &Handle, root: u32) -> Result<Pid, Error> {
-    match crate::sys::fork().map_err(|e| Error::io("forking a worker process")(e.into()))? {
-        ForkResult::Parent { child } => Ok(child),
-        ForkResult::Child => {
-            // The root's handlers would write to the root's signal pipe: drop them; the
-            // child's reactor installs its own.
-            signals.close();
-            // Never unwind out of here: above us are the root's frames (its signal loop).
-            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                child_sockets(sockets).and_then(|s| builder.clone().serve(s, root))
-            }));
-            let code = match served {
-                Ok(Ok(())) => 0,
-                Ok(Err(e)) => {
-                    log::error!("worker process {}: {e}", std::process::id());
-                    1
-                }
-                Err(_) => {
-                    log::error!("worker process {}: panicked", std::process::id());
-                    101
-                }
-            };
-            std::process::exit(code);
-        }
+/// SIGINT and SIGTERM, blocked across `fork` (see the module docs).
+pub(crate) fn stop_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set
+}
+
+/// Unblocks SIGINT/SIGTERM in a process whose reactor now handles them.
+pub(crate) fn accept_stop_signals() {
+    if let Err(e) = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&stop_signals()), None) {
+        log::warn!("cannot unblock SIGINT/SIGTERM: {e}");
     }
 }
 

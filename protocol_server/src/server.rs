@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ pub(crate) struct Settings {
     pub(crate) timeout: Duration,
     pub(crate) max_output: usize,
     pub(crate) busy_msg: Option<Vec<u8>>,
+    pub(crate) grace: Duration,
 }
 
 pub(crate) type Hook = Arc<dyn Fn(&Server) + Send + Sync>;
@@ -93,8 +94,15 @@ impl Server {
         self.0.pool.threads()
     }
 
-    /// Starts an orderly shutdown, as SIGTERM does.
+    /// Starts an orderly shutdown, as SIGTERM does. In a worker process of
+    /// `processes(n)` it asks the root, which stops every worker.
     pub fn stop(&self) {
+        if self.0.root_pid != std::process::id() {
+            let root = nix::unistd::Pid::from_raw(self.0.root_pid as i32);
+            if nix::sys::signal::kill(root, nix::sys::signal::Signal::SIGTERM).is_ok() {
+                return;
+            }
+        }
         if self.0.reactor.shutdown().is_err() {
             log::debug!("server already stopped");
         }
@@ -141,55 +149,48 @@ impl Server {
         on_finish: impl FnOnce() + Send + 'static,
     ) {
         let targets = self.targets(origin, service);
-        let countdown = Countdown::new(targets.len(), on_finish);
+        let countdown = Countdown::new(on_finish);
         let task = Arc::new(task);
         for conn in targets {
-            let (task, countdown) = (Arc::clone(&task), Arc::clone(&countdown));
+            let (task, done) = (Arc::clone(&task), Arc::clone(&countdown));
             conn.schedule(move |c| {
+                let _done = done; // counts down even if the task panics or is dropped
                 if c.is_open() {
                     task(c);
                 }
-                countdown.done();
             });
         }
-        countdown.done(); // the guard: on_finish waits for the loop above too
+        drop(countdown); // ours: on_finish also waits for the loop above
     }
 
-    /// [`Server::each`], returning once every task ran. From a hook, tasks of
-    /// connections pinned to the caller's worker run inline (waiting for that worker
-    /// would wait for ourselves).
+    /// [`Server::each`], returning once every task ran (or was dropped because the
+    /// server stopped). Not from a hook or task: a worker waiting for other workers,
+    /// which may be waiting for it, would deadlock; there use `each` and its
+    /// `on_finish`. Returns [`Error::OnWorker`] then.
     pub fn each_block(
         &self,
         origin: Option<ConnId>,
         service: Option<&str>,
         task: impl Fn(&Conn) + Send + Sync + 'static,
-    ) {
-        let here = self.0.pool.current_worker();
+    ) -> Result<(), Error> {
+        if self.0.pool.is_worker_thread() {
+            return Err(Error::OnWorker);
+        }
+        let (tx, rx) = mpsc::channel::<()>();
+        // Every task holds a sender; once the last is dropped, run or not, recv returns.
         let task = Arc::new(task);
-        let (tx, rx) = mpsc::channel();
-        let mut waiting = 0;
         for conn in self.targets(origin, service) {
-            if here.is_some_and(|w| conn.worker_matches(w)) {
-                if conn.is_open() {
-                    task(&conn);
-                }
-                continue;
-            }
             let (task, tx) = (Arc::clone(&task), tx.clone());
-            waiting += 1;
             conn.schedule(move |c| {
+                let _tx = tx;
                 if c.is_open() {
                     task(c);
                 }
-                let _ = tx.send(());
             });
         }
         drop(tx);
-        for _ in 0..waiting {
-            if rx.recv().is_err() {
-                break; // a task was dropped (pool stopped): nothing left to wait for
-            }
-        }
+        let _ = rx.recv();
+        Ok(())
     }
 
     /// Runs `task` on connection `id` (on its worker, between its hooks), or
@@ -252,33 +253,30 @@ impl Server {
         Ok(self.0.reactor.cancel(timer)?)
     }
 
-    /// Files the connection's deadline in the timeout wheel.
+    /// Files the connection's current deadline in the timeout wheel (once per tick:
+    /// its live entry is the one whose tick it remembers).
     pub(crate) fn watch_timeout(&self, conn: &Conn) {
-        let timeout = conn.0.timeout_ms.load(Ordering::Relaxed);
-        if timeout == 0 {
-            return;
+        let Some(deadline) = conn.deadline_ms() else { return };
+        let mut wheel = lock(&self.0.wheel);
+        let tick = wheel.tick_of(deadline);
+        if conn.0.wheel_tick.swap(tick, Ordering::Relaxed) != tick {
+            wheel.insert_at(conn.id(), tick);
         }
-        let deadline = conn.0.last_active.load(Ordering::Relaxed) + timeout;
-        let tick = lock(&self.0.wheel).insert(conn.id(), deadline);
-        conn.0.wheel_tick.store(tick, Ordering::Relaxed);
     }
 
-    /// The wheel's tick task: ping expired connections, refile the others.
+    /// The wheel's tick task: act on expired connections, refile the others.
     pub(crate) fn check_timeouts(&self) {
         let now = self.now_ms();
         let Ok(due) = self.0.wheel.try_lock().map(|mut w| w.due(now)) else { return };
         for (id, tick) in due {
             let Some(conn) = self.conn(id) else { continue };
-            if conn.0.wheel_tick.load(Ordering::Relaxed) != tick || !conn.is_open() {
-                continue; // a later set_timeout filed a newer entry, or it is closing
+            if conn.0.wheel_tick.compare_exchange(tick, 0, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+                continue; // a newer entry is live
             }
-            let timeout = conn.0.timeout_ms.load(Ordering::Relaxed);
-            let deadline = conn.0.last_active.load(Ordering::Relaxed) + timeout;
-            if timeout > 0 && deadline <= now {
-                conn.schedule(|c| {
-                    c.with_protocol(|p, c| p.ping(c));
-                });
-                conn.0.last_active.store(now, Ordering::Relaxed); // next ping one timeout later
+            let Some(deadline) = conn.deadline_ms() else { continue };
+            // Strictly past: timestamps are whole milliseconds, rounded down.
+            if deadline < now {
+                conn.expired(now);
             }
             self.watch_timeout(&conn);
         }
@@ -302,25 +300,22 @@ impl Server {
     }
 }
 
-/// Runs a closure once after `n + 1` calls to `done` (the extra one is the caller's).
+/// Runs `on_finish` when the last reference is dropped: each `each` task holds one
+/// (so a panicking or dropped task still counts), and so does the caller's loop.
 struct Countdown {
-    left: AtomicUsize,
     on_finish: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl Countdown {
-    fn new(n: usize, on_finish: impl FnOnce() + Send + 'static) -> Arc<Countdown> {
-        Arc::new(Countdown {
-            left: AtomicUsize::new(n + 1),
-            on_finish: Mutex::new(Some(Box::new(on_finish))),
-        })
+    fn new(on_finish: impl FnOnce() + Send + 'static) -> Arc<Countdown> {
+        Arc::new(Countdown { on_finish: Mutex::new(Some(Box::new(on_finish))) })
     }
+}
 
-    fn done(&self) {
-        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
-            if let Some(f) = lock(&self.on_finish).take() {
-                f();
-            }
+impl Drop for Countdown {
+    fn drop(&mut self) {
+        if let Some(f) = lock(&self.on_finish).take() {
+            f();
         }
     }
 }

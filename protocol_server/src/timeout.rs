@@ -26,11 +26,22 @@ impl Default for Wheel {
 }
 
 impl Wheel {
-    /// Files `id` under the tick of `deadline_ms` (never a tick already processed);
-    /// returns that tick, which the connection remembers to recognise its live entry.
-    pub(crate) fn insert(&mut self, id: ConnId, deadline_ms: u64) -> u64 {
-        let tick = deadline_ms.div_ceil(TICK_MS).max(self.tick + 1);
+    /// The tick a deadline is filed under: the first one at or after it, and never
+    /// one already processed.
+    pub(crate) fn tick_of(&self, deadline_ms: u64) -> u64 {
+        deadline_ms.div_ceil(TICK_MS).max(self.tick + 1)
+    }
+
+    /// Files `id` under `tick` (from [`Wheel::tick_of`]); the connection remembers the
+    /// tick to recognise its live entry.
+    pub(crate) fn insert_at(&mut self, id: ConnId, tick: u64) {
         self.slots[(tick % SLOTS as u64) as usize].push((id, tick));
+    }
+
+    #[cfg(test)]
+    fn insert(&mut self, id: ConnId, deadline_ms: u64) -> u64 {
+        let tick = self.tick_of(deadline_ms);
+        self.insert_at(id, tick);
         tick
     }
 

@@ -11,38 +11,40 @@ use util::{closed_by_peer, echo_round, hook, read_all, read_n, serve, start, Hoo
 
 #[test]
 fn write_urgent_goes_ahead_of_queued_output_but_not_into_a_started_buffer() {
+    // More than loopback socket buffers hold, so most of it is still queued when the
+    // urgent bytes come; the client reads only once everything was written.
+    const BIG: usize = 32 << 20;
+    let (tx, queued) = mpsc::channel();
+    let tx = Arc::new(Mutex::new(tx));
     let hooks = Hooks {
-        on_data: hook(|c| {
+        on_data: hook(move |c| {
             if read_all(c).is_empty() {
                 return;
             }
-            // The client is not reading yet: most of this stays queued.
-            c.write_move(vec![b'a'; 8 << 20]).expect("queued");
+            c.write_move(vec![b'a'; BIG]).expect("queued");
             c.write(b"[tail]").expect("queued");
-            c.write_urgent(b"[urgent]".to_vec()).expect("queued");
+            c.write_urgent(b"[urgent1]".to_vec()).expect("queued");
+            c.write_urgent(b"[urgent2]".to_vec()).expect("queued");
+            tx.lock().expect("no panic under lock").send(c.queued()).expect("test waits");
         }),
         ..Hooks::default()
     };
     let running =
-        start(Server::builder().threads(2).port(0).max_output(32 << 20).protocol(move || hooks.clone()));
+        start(Server::builder().threads(2).port(0).max_output(2 * BIG).protocol(move || hooks.clone()));
     let mut client = running.connect();
     client.write_all(b"go").expect("write");
-    let mut got = Vec::new();
-    while !got.ends_with(b"[tail]") {
-        let mut buf = [0u8; 64 * 1024];
-        let n = client.read(&mut buf).expect("read");
-        assert!(n > 0, "closed early");
-        got.extend_from_slice(&buf[..n]);
-    }
-    // The 8 MiB buffer had started (the socket took part of it at once), so it is
-    // finished first; the urgent bytes then pass the queued "[tail]".
-    let mut expected = vec![b'a'; 8 << 20];
-    expected.extend_from_slice(b"[urgent][tail]");
+    let still_queued = queued.recv_timeout(PATIENCE).expect("the hook wrote");
+    assert!(still_queued > 6 + 18, "the socket took everything at once; the test proves nothing");
+    let got = read_n(&mut client, BIG + 24);
+    // The big buffer had started (the socket took part of it at once), so it is
+    // finished first; the urgent bytes, in their order, then pass the queued "[tail]".
+    let mut expected = vec![b'a'; BIG];
+    expected.extend_from_slice(b"[urgent1][urgent2][tail]");
     assert!(
         got == expected,
-        "got {} bytes, urgent at {:?}",
+        "got {} bytes, tail {:?}",
         got.len(),
-        got.windows(8).position(|w| w == b"[urgent]")
+        String::from_utf8_lossy(&got[got.len().saturating_sub(30)..])
     );
     running.stop();
 }
@@ -64,7 +66,9 @@ fn send_file_sends_a_byte_range_and_whole_files() {
         }),
         ..Hooks::default()
     };
-    let running = serve(hooks);
+    // File ranges hold no memory: a 3 MB file passes a 1 MB max_output.
+    let running =
+        start(Server::builder().threads(2).port(0).max_output(1 << 20).protocol(move || hooks.clone()));
     let mut client = running.connect();
     client.write_all(b"go").expect("write");
     assert_eq!(read_n(&mut client, 5), &content[10..15]);
@@ -273,5 +277,61 @@ fn writes_after_close_fail_and_close_flushes_first() {
     assert_eq!(rx.recv_timeout(PATIENCE).expect("write result"), Err(WriteError::Closed));
     assert_eq!(read_n(&mut client, 2 << 20), vec![b'z'; 2 << 20], "close waited for the queue");
     assert!(closed_by_peer(&mut client));
+    running.stop();
+}
+
+#[test]
+fn close_with_unread_input_still_delivers_the_whole_response() {
+    let hooks = Hooks {
+        on_data: hook(|c| {
+            let mut two = [0u8; 2];
+            if c.read(&mut two).unwrap_or(0) == 2 {
+                // Leave the rest of the input unread, answer big, close: a plain close
+                // would send RST and cut the response short.
+                c.write_move(vec![b'r'; 4 << 20]).expect("queued");
+                c.close();
+            }
+        }),
+        ..Hooks::default()
+    };
+    let running =
+        start(Server::builder().threads(2).port(0).max_output(8 << 20).protocol(move || hooks.clone()));
+    let mut client = running.connect();
+    client.write_all(b"GO and some bytes the server never reads").expect("write");
+    std::thread::sleep(Duration::from_millis(50)); // let the response queue up before we read
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).expect("a clean EOF, not a reset");
+    assert_eq!(got.len(), 4 << 20, "the response was cut short");
+    running.stop();
+}
+
+#[test]
+fn a_closing_connection_whose_peer_stopped_reading_is_freed_after_a_timeout() {
+    let (tx, closed) = mpsc::channel();
+    let tx = Arc::new(Mutex::new(tx));
+    let hooks = Hooks {
+        on_data: hook(|c| {
+            if !read_all(c).is_empty() {
+                c.write_move(vec![b'x'; 8 << 20]).expect("queued");
+                c.close();
+            }
+        }),
+        on_close: hook(move |_| tx.lock().expect("no panic under lock").send(()).expect("test waits")),
+        ..Hooks::default()
+    };
+    let timeout = Duration::from_millis(300);
+    let running = start(
+        Server::builder()
+            .threads(2)
+            .port(0)
+            .timeout(timeout)
+            .max_output(16 << 20)
+            .protocol(move || hooks.clone()),
+    );
+    let mut client = running.connect();
+    client.write_all(b"go").expect("write");
+    // The client never reads: the server must give up on the flush, not hold 8 MB forever.
+    closed.recv_timeout(PATIENCE).expect("on_close after the closing timeout");
+    assert_eq!(running.server.count(None), 0);
     running.stop();
 }

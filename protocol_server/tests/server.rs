@@ -85,10 +85,21 @@ fn each_reaches_every_other_connection_of_the_service_then_finishes_once() {
     }
     let hits = Arc::new(AtomicUsize::new(0));
     let h = Arc::clone(&hits);
-    running.server.each_block(None, None, move |_| {
-        h.fetch_add(1, Ordering::SeqCst);
-    });
+    running
+        .server
+        .each_block(None, None, move |_| {
+            h.fetch_add(1, Ordering::SeqCst);
+        })
+        .expect("called from the test thread, not a worker");
     assert_eq!(hits.load(Ordering::SeqCst), 5, "each_block returns after every task ran");
+    // From a task, each_block could wait for its own worker: it refuses.
+    let (tx, refused) = mpsc::channel();
+    running.server.fd_task(
+        origin,
+        move |c| tx.send(c.server().each_block(None, None, |_| {})).expect("test waits"),
+        || panic!("origin is open"),
+    );
+    assert!(matches!(refused.recv_timeout(PATIENCE).expect("task ran"), Err(Error::OnWorker)));
     running.stop();
 }
 
