@@ -1,0 +1,143 @@
+//! Serving a file: validators, conditional requests (304) and single byte ranges
+//! (206/416), per RFC 9110 §13 and §14.
+
+use std::fs::File;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::path::{resolve, Refused, Target};
+use crate::request::{Head, Method};
+use crate::response::{error, head, Body, Reply};
+
+/// Answers a parsed GET/HEAD request from the files under `root` (canonical).
+pub fn serve(root: &Path, req: &Head) -> Reply {
+    let close = !req.keep_alive;
+    let head_only = req.method == Method::Head;
+    let fail = |status: u16| error(status, req.minor, close, head_only, &[]);
+    match resolve(root, &req.path) {
+        Err(Refused::Bad) => error(400, req.minor, true, head_only, &[]),
+        Err(Refused::Forbidden) => fail(403),
+        Err(Refused::Missing) => fail(404),
+        Ok(Target::AddSlash) => {
+            let location = format!("{}/{}", req.path, req.query);
+            error(301, req.minor, close, head_only, &[("Location", &location)])
+        }
+        Ok(Target::File(path)) => match File::open(&path).and_then(|f| Ok((f.metadata()?, f))) {
+            Ok((meta, file)) if meta.is_file() => send(req, &path, file, meta.len(), mtime(&meta)),
+            Ok(_) => fail(404),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => fail(403),
+            Err(_) => fail(404),
+        },
+    }
+}
+
+fn mtime(meta: &std::fs::Metadata) -> SystemTime {
+    meta.modified().unwrap_or(UNIX_EPOCH)
+}
+
+/// The entity tag: modification time and length, as nginx makes it.
+fn etag(len: u64, modified: SystemTime) -> String {
+    format!("\"{:x}-{len:x}\"", secs(modified))
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn send(req: &Head, path: &Path, file: File, len: u64, modified: SystemTime) -> Reply {
+    let close = !req.keep_alive;
+    let tag = etag(len, modified);
+    let last_modified = httpdate::fmt_http_date(modified);
+    let validators = [("ETag", tag.as_str()), ("Last-Modified", last_modified.as_str())];
+    if not_modified(req, &tag, modified) {
+        return Reply {
+            status: 304,
+            head: head(304, req.minor, close, &validators),
+            body: Body::Empty,
+            close,
+        };
+    }
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let (status, offset, count) = match chosen_range(req, &tag, modified, len) {
+        Chosen::Whole => (200, 0, len),
+        Chosen::Part(start, end) => (206, start, end - start + 1),
+        Chosen::Unsatisfiable => {
+            let range = format!("bytes */{len}");
+            return error(416, req.minor, close, req.method == Method::Head, &[("Content-Range", &range)]);
+        }
+    };
+    let content_range = format!("bytes {offset}-{}/{len}", offset + count.saturating_sub(1));
+    let count_text = count.to_string();
+    let mut fields = vec![
+        ("Content-Type", mime.essence_str()),
+        ("Content-Length", count_text.as_str()),
+        ("Accept-Ranges", "bytes"),
+    ];
+    fields.extend_from_slice(&validators);
+    if status == 206 {
+        fields.push(("Content-Range", &content_range));
+    }
+    let body = if req.method == Method::Head || count == 0 {
+        Body::Empty
+    } else {
+        Body::File { file, offset, len: count }
+    };
+    Reply { status, head: head(status, req.minor, close, &fields), body, close }
+}
+
+/// `If-None-Match` (weak comparison) wins over `If-Modified-Since` (RFC 9110 §13.2.2).
+fn not_modified(req: &Head, tag: &str, modified: SystemTime) -> bool {
+    if let Some(list) = &req.if_none_match {
+        return list.trim() == "*" || list.split(',').any(|t| weak(t.trim()) == weak(tag));
+    }
+    let Some(since) = req.if_modified_since.as_deref().and_then(|d| httpdate::parse_http_date(d).ok()) else {
+        return false;
+    };
+    secs(modified) <= secs(since)
+}
+
+fn weak(tag: &str) -> &str {
+    tag.strip_prefix("W/").unwrap_or(tag)
+}
+
+enum Chosen {
+    Whole,
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+/// A single `bytes=` range, honoured only if `If-Range` (when sent) still matches.
+/// Several ranges or a malformed one are ignored (RFC 9110 §14.2 allows it): the whole
+/// file is sent.
+fn chosen_range(req: &Head, tag: &str, modified: SystemTime, len: u64) -> Chosen {
+    let Some(range) = req.range.as_deref().filter(|_| req.method == Method::Get) else {
+        return Chosen::Whole;
+    };
+    if let Some(cond) = &req.if_range {
+        let fresh = if cond.starts_with('"') {
+            cond == tag // strong comparison; a weak tag never matches
+        } else {
+            httpdate::parse_http_date(cond).is_ok_and(|d| secs(d) == secs(modified))
+        };
+        if !fresh {
+            return Chosen::Whole;
+        }
+    }
+    let Some(spec) = range.strip_prefix("bytes=").filter(|s| !s.contains(',')) else { return Chosen::Whole };
+    let Some((first, last)) = spec.trim().split_once('-') else { return Chosen::Whole };
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<u64>().ok()).flatten()
+    };
+    match (number(first), number(last), first.is_empty()) {
+        (Some(start), _, _) if start >= len => Chosen::Unsatisfiable,
+        (Some(start), None, _) if last.is_empty() => Chosen::Part(start, len - 1),
+        (Some(start), Some(end), _) if start <= end => Chosen::Part(start, end.min(len - 1)),
+        (None, Some(0), true) => Chosen::Unsatisfiable,
+        (None, Some(suffix), true) if len == 0 => {
+            let _ = suffix;
+            Chosen::Unsatisfiable
+        }
+        (None, Some(suffix), true) => Chosen::Part(len - suffix.min(len), len - 1),
+        _ => Chosen::Whole,
+    }
+}

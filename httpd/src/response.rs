@@ -1,0 +1,148 @@
+//! Response heads: status lines, the common headers, error pages, and dates.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A response ready to queue: its head, then maybe a body.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status code (for the access log).
+    pub status: u16,
+    /// Status line and header fields, with the blank line.
+    pub head: Vec<u8>,
+    /// What follows the head.
+    pub body: Body,
+    /// Close the connection once this is sent.
+    pub close: bool,
+}
+
+/// A response body.
+#[derive(Debug)]
+pub enum Body {
+    /// None (HEAD, 304, or an empty file).
+    Empty,
+    /// A small generated page.
+    Bytes(Vec<u8>),
+    /// `len` bytes of a file from `offset`, sent with `sendfile(2)`.
+    File {
+        /// The open file.
+        file: File,
+        /// First byte to send.
+        offset: u64,
+        /// Bytes to send.
+        len: u64,
+    },
+}
+
+impl Reply {
+    /// Bytes of body this reply sends (for the access log).
+    pub fn body_len(&self) -> u64 {
+        match &self.body {
+            Body::Empty => 0,
+            Body::Bytes(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+}
+
+/// The reason phrase of the statuses this server sends.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        416 => "Range Not Satisfiable",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// The server's name in the `Server` field.
+pub const SERVER: &str = concat!("httpd-rs/", env!("CARGO_PKG_VERSION"));
+
+/// Builds a head: status line, `Server`, `Date`, the given fields, and `Connection`
+/// when it differs from the version's default.
+pub fn head(status: u16, minor: u8, close: bool, fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut h = String::with_capacity(256);
+    let _ = write!(h, "HTTP/1.1 {status} {}\r\nServer: {SERVER}\r\nDate: ", reason(status));
+    with_date(|d| h.push_str(d));
+    h.push_str("\r\n");
+    for (name, value) in fields {
+        let _ = write!(h, "{name}: {value}\r\n");
+    }
+    match (close, minor) {
+        (true, _) => h.push_str("Connection: close\r\n"),
+        (false, 0) => h.push_str("Connection: keep-alive\r\n"),
+        (false, _) => {}
+    }
+    h.push_str("\r\n");
+    h.into_bytes()
+}
+
+/// A small HTML error page (`head_only` for HEAD: fields without the body).
+pub fn error(status: u16, minor: u8, close: bool, head_only: bool, extra: &[(&str, &str)]) -> Reply {
+    let page =
+        format!("<!doctype html><title>{status} {r}</title><h1>{status} {r}</h1>\n", r = reason(status));
+    let len = page.len().to_string();
+    let mut fields = vec![("Content-Type", "text/html; charset=utf-8"), ("Content-Length", len.as_str())];
+    fields.extend_from_slice(extra);
+    let body = if head_only { Body::Empty } else { Body::Bytes(page.into_bytes()) };
+    Reply { status, head: head(status, minor, close, &fields), body, close }
+}
+
+/// Runs `f` with the current `Date` value, formatted at most once a second per thread.
+pub fn with_date<R>(f: impl FnOnce(&str) -> R) -> R {
+    thread_local!(static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) });
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs || cached.1.is_empty() {
+            *cached = (secs, httpdate::fmt_http_date(now));
+        }
+        f(&cached.1)
+    })
+}
+
+/// Common Log Format time: `10/Oct/2000:13:55:36 +0000`, rearranged from the
+/// IMF-fixdate `Tue, 10 Oct 2000 13:55:36 GMT`.
+pub fn clf_date() -> String {
+    with_date(|d| {
+        let p: Vec<&str> = d.split(' ').collect();
+        match p.as_slice() {
+            [_, day, month, year, time, _] => format!("{day}/{month}/{year}:{time} +0000"),
+            _ => d.to_string(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_carry_the_required_fields_and_connection_only_when_needed() {
+        let h = String::from_utf8(head(200, 1, false, &[("Content-Length", "5")])).expect("ascii");
+        assert!(h.starts_with("HTTP/1.1 200 OK\r\nServer: httpd-rs/"));
+        assert!(h.contains("\r\nDate: ") && h.contains(" GMT\r\n"));
+        assert!(h.ends_with("Content-Length: 5\r\n\r\n"), "{h}");
+        let h10 = String::from_utf8(head(200, 0, false, &[])).expect("ascii");
+        assert!(h10.contains("Connection: keep-alive\r\n"));
+        let closing = String::from_utf8(head(400, 1, true, &[])).expect("ascii");
+        assert!(closing.contains("Connection: close\r\n"));
+        assert_eq!(clf_date().len(), "10/Oct/2000:13:55:36 +0000".len());
+    }
+}
