@@ -4,7 +4,7 @@
 //! framework: [`Http`] is a `Protocol` whose per-connection value holds only an
 //! incomplete request head (nothing while idle). Requests are parsed with `httparse`
 //! ([`request`]), paths resolved under the root without ever leaving it ([`path`]),
-//! files answered with validators, conditional requests and byte ranges ([`file`]) and
+//! files answered with validators, conditional requests and byte ranges ([`mod@file`]) and
 //! sent with `sendfile(2)` by the framework.
 //!
 //! ```no_run
@@ -37,7 +37,7 @@ pub struct Limits {
     pub max_line: usize,
     /// Largest request head, request line included (431 past it).
     pub max_head: usize,
-    /// Most header fields (431 past it).
+    /// Most header fields (431 past it; at most [`request::MAX_HEADERS`]).
     pub max_headers: usize,
     /// Largest body read and dropped on GET/HEAD (413 past it).
     pub max_body: u64,

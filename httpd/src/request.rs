@@ -65,14 +65,18 @@ pub enum Parsed {
     Partial,
 }
 
+/// The most header fields any configuration accepts (`Limits::max_headers` is capped).
+pub const MAX_HEADERS: usize = 128;
+
 /// Methods we know but do not allow (405 with `Allow`); anything else is 501.
 const KNOWN: [&str; 7] = ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"];
 
 /// Parses the request head at the front of `buf` and checks it.
 pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, Reject> {
     check_line_length(buf, limits)?;
-    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut headers);
+    // On the stack: no allocation per request.
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers[..limits.max_headers.min(MAX_HEADERS)]);
     let size = match req.parse(buf) {
         Ok(httparse::Status::Complete(size)) => size,
         Ok(httparse::Status::Partial) if buf.len() > limits.max_head => return Err(Reject::close(431)),
