@@ -18,14 +18,16 @@ pub fn serve(root: &Path, req: &Head) -> Reply {
         Err(Refused::Bad) => error(400, req.minor, true, head_only, &[]),
         Err(Refused::Forbidden) => fail(403),
         Err(Refused::Missing) => fail(404),
-        Ok(Target::AddSlash) => {
-            let location = format!("{}/{}", req.path, req.query);
+        Ok(Target::AddSlash(path)) => {
+            let location = format!("{path}{}", req.query);
             error(301, req.minor, close, head_only, &[("Location", &location)])
         }
         Ok(Target::File(path)) => match File::open(&path).and_then(|f| Ok((f.metadata()?, f))) {
             Ok((meta, file)) if meta.is_file() => send(req, &path, file, meta.len(), mtime(&meta)),
             Ok(_) => fail(404),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => fail(403),
+            // Out of descriptors (EMFILE, ENFILE) is our problem, not a missing file.
+            Err(e) if matches!(e.raw_os_error(), Some(23 | 24)) => fail(503),
             Err(_) => fail(404),
         },
     }
@@ -93,7 +95,8 @@ fn not_modified(req: &Head, tag: &str, modified: SystemTime) -> bool {
     let Some(since) = req.if_modified_since.as_deref().and_then(|d| httpdate::parse_http_date(d).ok()) else {
         return false;
     };
-    secs(modified) <= secs(since)
+    // A date in the future is invalid (RFC 9110 §13.1.3): ignore it.
+    since <= SystemTime::now() && secs(modified) <= secs(since)
 }
 
 fn weak(tag: &str) -> &str {
@@ -123,10 +126,12 @@ fn chosen_range(req: &Head, tag: &str, modified: SystemTime, len: u64) -> Chosen
             return Chosen::Whole;
         }
     }
-    let Some(spec) = range.strip_prefix("bytes=").filter(|s| !s.contains(',')) else { return Chosen::Whole };
+    let unit_ok = range.len() > 6 && range.is_char_boundary(6) && range[..6].eq_ignore_ascii_case("bytes=");
+    let Some(spec) = unit_ok.then(|| &range[6..]).filter(|s| !s.contains(',')) else { return Chosen::Whole };
     let Some((first, last)) = spec.trim().split_once('-') else { return Chosen::Whole };
+    // Digits only; a number too large for u64 is past any end, so it saturates.
     let number = |s: &str| {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<u64>().ok()).flatten()
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<u64>().unwrap_or(u64::MAX))
     };
     match (number(first), number(last), first.is_empty()) {
         (Some(start), _, _) if start >= len => Chosen::Unsatisfiable,

@@ -9,7 +9,21 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use percent_encoding::percent_decode_str;
+use percent_encoding::{percent_decode_str, percent_encode, AsciiSet, CONTROLS};
+
+/// Bytes escaped in a path segment of a `Location` (RFC 3986 `pchar` complement).
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
 
 /// Why a path cannot be served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +41,10 @@ pub enum Refused {
 pub enum Target {
     /// A regular file.
     File(PathBuf),
-    /// A directory asked for without its trailing slash: redirect there.
-    AddSlash,
+    /// A directory asked for without its trailing slash: redirect to this path (built
+    /// from the normalised segments, re-encoded, so it always starts with one `/` and
+    /// can never name another host).
+    AddSlash(String),
 }
 
 /// Resolves `raw` (the still-encoded path of the request) under `root`, which must
@@ -59,9 +75,15 @@ pub fn resolve(root: &Path, raw: &str) -> Result<Target, Refused> {
     }
     if real.is_dir() {
         if !decoded.ends_with(b"/") {
-            return Ok(Target::AddSlash);
+            let location: String =
+                segments.iter().map(|s| format!("/{}", percent_encode(s, SEGMENT))).collect();
+            return Ok(Target::AddSlash(location + "/"));
         }
-        let index = real.join("index.html");
+        // The index may itself be a symlink: resolve and check it like the request.
+        let index = real.join("index.html").canonicalize().map_err(|_| Refused::Missing)?;
+        if !index.starts_with(root) {
+            return Err(Refused::Forbidden);
+        }
         return if index.is_file() { Ok(Target::File(index)) } else { Err(Refused::Missing) };
     }
     if decoded.ends_with(b"/") {
@@ -116,7 +138,12 @@ mod tests {
         assert_eq!(resolve(&root, "/sub/./../a.txt"), file("a.txt"));
         assert_eq!(resolve(&root, "/%61.txt"), file("a.txt"));
         assert_eq!(resolve(&root, "/sub/"), file("sub/index.html"));
-        assert_eq!(resolve(&root, "/sub"), Ok(Target::AddSlash));
+        assert_eq!(resolve(&root, "/sub"), Ok(Target::AddSlash("/sub/".into())));
+        assert_eq!(
+            resolve(&root, "//evil.com/..//sub"),
+            Ok(Target::AddSlash("/sub/".into())),
+            "no open redirect"
+        );
         assert_eq!(resolve(&root, "/../secret.txt"), Err(Refused::Forbidden));
         assert_eq!(resolve(&root, "/%2e%2e/secret.txt"), Err(Refused::Forbidden));
         assert_eq!(resolve(&root, "/sub/%2E%2E/%2E%2E/secret.txt"), Err(Refused::Forbidden));

@@ -1,9 +1,9 @@
-//! The `Protocol`: per-connection input buffering, pipelining, body draining,
-//! the header deadline, and the access log.
+//! The `Protocol`: per-connection input buffering, pipelining with backpressure,
+//! body draining, the header deadline, and the access log.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use protocol_server::{Conn, Protocol};
 
@@ -11,17 +11,32 @@ use crate::request::{self, Parsed};
 use crate::response::{clf_date, error, Body, Reply};
 use crate::{file, Site};
 
+/// Responses queued (not yet taken by the socket) before we stop reading requests:
+/// a client that pipelines without reading must not make us hold thousands of open
+/// files or megabytes of heads.
+const MAX_UNSENT_RESPONSES: usize = 64;
+/// Bytes (file ranges included) queued before we stop reading requests.
+const MAX_UNSENT_BYTES: usize = 1 << 20;
+/// Reads per `on_data` call; the framework calls again after other connections ran.
+const READS_PER_TURN: usize = 4;
+
 /// One HTTP/1.x connection. Holds no buffer between requests: the input buffer
-/// exists only while a request head is incomplete.
+/// exists only while a request head is incomplete (or paused behind unsent output).
 #[derive(Debug)]
 pub struct Http {
     site: Arc<Site>,
-    /// The start of an incomplete request head.
-    partial: Vec<u8>,
+    /// Unanswered input: the start of an incomplete head, or requests held back.
+    input: Vec<u8>,
     /// Body bytes of the last request still to read and drop.
     discard: u64,
     /// When the current request's first byte arrived (for the header deadline).
     started: Option<Instant>,
+    /// The idle timeout to restore once the header deadline is no longer armed.
+    idle_timeout: Option<Duration>,
+    /// Responses queued since the output queue was last empty.
+    unsent: usize,
+    /// Reading stopped until queued output drains (`on_ready`).
+    paused: bool,
     peer: Option<SocketAddr>,
     done: bool,
 }
@@ -29,7 +44,34 @@ pub struct Http {
 impl Http {
     /// A connection serving `site`.
     pub fn new(site: Arc<Site>) -> Http {
-        Http { site, partial: Vec::new(), discard: 0, started: None, peer: None, done: false }
+        Http {
+            site,
+            input: Vec::new(),
+            discard: 0,
+            started: None,
+            idle_timeout: None,
+            unsent: 0,
+            paused: false,
+            peer: None,
+            done: false,
+        }
+    }
+
+    /// Reads a bounded number of times and answers what arrived.
+    fn pump(&mut self, conn: &Conn) {
+        let mut chunk = [0u8; 16 * 1024];
+        for _ in 0..READS_PER_TURN {
+            if self.done || self.paused {
+                return;
+            }
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => self.feed(&chunk[..n], conn),
+            }
+        }
+        if !self.done {
+            self.check_deadline(conn);
+        }
     }
 
     /// Takes new input: drops body bytes owed, then answers every complete request.
@@ -40,57 +82,72 @@ impl Http {
         if data.is_empty() {
             return;
         }
-        if self.partial.is_empty() {
-            let used = self.answer(data, conn);
-            self.keep(&data[used..]);
-        } else {
-            let mut buf = std::mem::take(&mut self.partial);
-            buf.extend_from_slice(data);
-            let used = self.answer(&buf, conn);
-            self.keep(&buf[used..]);
-        }
+        let scanned = self.input.len();
+        self.input.extend_from_slice(data);
+        self.answer(scanned, conn);
     }
 
-    fn keep(&mut self, rest: &[u8]) {
-        self.partial = rest.to_vec(); // empty: no allocation, nothing held while idle
-        if self.partial.is_empty() {
-            self.started = None;
-        } else if self.started.is_none() {
-            self.started = Some(Instant::now());
-        }
-    }
-
-    /// Answers the complete requests at the front of `buf`; returns the bytes used.
-    fn answer(&mut self, buf: &[u8], conn: &Conn) -> usize {
+    /// Answers the complete requests at the front of the input. `scanned`: bytes at
+    /// the front already known not to end a head (so a slow head costs O(n), not
+    /// O(n²), however it is split).
+    fn answer(&mut self, mut scanned: usize, conn: &Conn) {
+        let input = std::mem::take(&mut self.input);
         let mut used = 0;
-        while !self.done && used < buf.len() {
-            let rest = &buf[used..];
+        while !self.done && used < input.len() {
+            if self.backlogged(conn) {
+                self.paused = true;
+                break;
+            }
+            let rest = &input[used..];
+            if !self.worth_parsing(rest, scanned) {
+                break;
+            }
+            scanned = 0;
             match request::parse(rest, &self.site.limits) {
                 Ok(Parsed::Partial) => break,
                 Ok(Parsed::Complete(head, size)) => {
                     let body_here = usize::try_from(head.body).unwrap_or(usize::MAX).min(rest.len() - size);
                     used += size + body_here;
                     self.discard = head.body - body_here as u64;
-                    self.started = None;
+                    self.head_complete(conn);
                     let reply = file::serve(&self.site.root, &head);
                     self.send(conn, reply, &head.line);
                     if self.discard > 0 {
-                        break; // the rest of the input is body, dropped as it comes
+                        used = input.len(); // all that follows is body, dropped as it comes
                     }
                 }
                 Err(reject) => {
                     let allow: &[(&str, &str)] =
                         if reject.status == 405 { &[("Allow", "GET, HEAD")] } else { &[] };
-                    let line = first_line(rest);
-                    self.send(conn, error(reject.status, 1, true, false, allow), &line);
-                    return buf.len();
+                    let head_only = rest.starts_with(b"HEAD ");
+                    self.send(conn, error(reject.status, 1, true, head_only, allow), &first_line(rest));
                 }
             }
         }
-        if self.done {
-            return buf.len();
+        if !self.done && used < input.len() {
+            self.input = input[used..].to_vec();
+            self.started.get_or_insert_with(Instant::now);
         }
-        used
+    }
+
+    /// Whether queued output is large enough to stop answering for now.
+    fn backlogged(&mut self, conn: &Conn) -> bool {
+        let queued = conn.queued();
+        if queued == 0 {
+            self.unsent = 0;
+        }
+        queued > MAX_UNSENT_BYTES || self.unsent >= MAX_UNSENT_RESPONSES
+    }
+
+    /// Whether `rest` may hold a whole head (an end marker in the bytes not scanned
+    /// before), or is already past a limit the parser must report.
+    fn worth_parsing(&self, rest: &[u8], scanned: usize) -> bool {
+        let fresh = &rest[scanned.saturating_sub(3).min(rest.len())..];
+        let limits = &self.site.limits;
+        fresh.windows(2).any(|w| w == b"\n\n")
+            || fresh.windows(3).any(|w| w == b"\n\r\n")
+            || rest.len() > limits.max_head
+            || (rest.len() > limits.max_line && !rest[..=limits.max_line].contains(&b'\n'))
     }
 
     fn send(&mut self, conn: &Conn, reply: Reply, line: &str) {
@@ -98,6 +155,7 @@ impl Http {
             let peer = self.peer.map_or_else(|| "-".to_string(), |p| p.ip().to_string());
             log::info!(target: "access", "{peer} - - [{}] \"{line}\" {} {}", clf_date(), reply.status, reply.body_len());
         }
+        self.unsent += 1;
         let Reply { mut head, body, close, .. } = reply;
         let sent = match body {
             Body::Empty => conn.write_move(head),
@@ -111,15 +169,29 @@ impl Http {
         };
         if close || sent.is_err() {
             self.done = true;
+            self.input = Vec::new();
             conn.close();
         }
     }
 
-    /// The slowloris guard: a head still incomplete after the deadline gets 408.
+    /// A head arrived whole: the header deadline no longer applies.
+    fn head_complete(&mut self, conn: &Conn) {
+        self.started = None;
+        if let Some(idle) = self.idle_timeout.take() {
+            conn.set_timeout(idle);
+        }
+    }
+
+    /// The slowloris guard. A head still incomplete after the deadline gets 408; until
+    /// then the connection's timeout is the deadline, so silence ends it too.
     fn check_deadline(&mut self, conn: &Conn) {
-        if self.started.is_some_and(|t| t.elapsed() > self.site.header_timeout) {
+        let Some(started) = self.started.filter(|_| !self.paused) else { return };
+        let deadline = self.site.header_timeout;
+        if started.elapsed() > deadline {
             self.send(conn, error(408, 1, true, false, &[]), "-");
-            self.partial = Vec::new();
+        } else if self.idle_timeout.is_none() {
+            self.idle_timeout = Some(conn.timeout());
+            conn.set_timeout(deadline);
         }
     }
 }
@@ -139,21 +211,22 @@ impl Protocol for Http {
     }
 
     fn on_data(&mut self, conn: &Conn) {
-        let mut chunk = [0u8; 16 * 1024];
-        while !self.done {
-            match conn.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => self.feed(&chunk[..n], conn),
-            }
-        }
-        if !self.done {
-            self.check_deadline(conn);
+        self.pump(conn);
+    }
+
+    fn on_ready(&mut self, conn: &Conn) {
+        // Queued output drained: answer what was held back, then read on.
+        if self.paused {
+            self.paused = false;
+            self.unsent = 0;
+            self.answer(0, conn);
+            self.pump(conn);
         }
     }
 
     fn ping(&mut self, conn: &Conn) {
         // Idle past the timeout: between requests just close; mid-head, say why.
-        if self.partial.is_empty() {
+        if self.input.is_empty() || self.paused {
             conn.close();
         } else {
             self.send(conn, error(408, 1, true, false, &[]), "-");

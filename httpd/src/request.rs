@@ -144,6 +144,9 @@ fn check(req: &httparse::Request<'_, '_>, limits: &Limits) -> Result<Head, Rejec
         (1, false, _) => true,
         (_, false, keep) => keep,
     };
+    // A client waiting for "100 Continue" may never send the body we would drop:
+    // answer at once and close rather than guess where the next request starts.
+    let keep_alive = keep_alive && !(fields.expect_continue && body > 0);
     Ok(Head {
         method,
         path,
@@ -164,7 +167,7 @@ fn check(req: &httparse::Request<'_, '_>, limits: &Limits) -> Result<Head, Rejec
 fn split_target(target: &str) -> Result<(String, String), Reject> {
     let origin = if target.starts_with('/') {
         target
-    } else if let Some(rest) = target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
+    } else if let Some(rest) = strip_scheme(target) {
         rest.find('/').map_or("/", |i| &rest[i..])
     } else {
         return Err(Reject::close(400));
@@ -176,6 +179,14 @@ fn split_target(target: &str) -> Result<(String, String), Reject> {
     Ok((path.to_string(), query.to_string()))
 }
 
+/// `http://` or `https://`, in any case (schemes are case-insensitive).
+fn strip_scheme(target: &str) -> Option<&str> {
+    ["http://", "https://"].iter().find_map(|scheme| {
+        let head = target.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme).then(|| &target[scheme.len()..])
+    })
+}
+
 #[derive(Default)]
 struct Fields {
     hosts: usize,
@@ -183,6 +194,7 @@ struct Fields {
     transfer_encoding: bool,
     connection_close: bool,
     connection_keep_alive: bool,
+    expect_continue: bool,
     if_none_match: Option<String>,
     if_modified_since: Option<String>,
     range: Option<String>,
@@ -203,6 +215,7 @@ impl Fields {
                     self.connection_keep_alive |= token == "keep-alive";
                 }
             }
+            "expect" => self.expect_continue |= text()?.eq_ignore_ascii_case("100-continue"),
             "if-none-match" => self.if_none_match = Some(text()?),
             "if-modified-since" => self.if_modified_since = Some(text()?),
             "range" => self.range = Some(text()?),

@@ -64,6 +64,7 @@ pub fn reason(status: u16) -> &'static str {
         416 => "Range Not Satisfiable",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
+        503 => "Service Unavailable",
         501 => "Not Implemented",
         505 => "HTTP Version Not Supported",
         _ => "Unknown",

@@ -17,6 +17,7 @@ const CASES: &[(&str, &[u8], u16)] = &[
     ("double encoded", b"GET /%252e%252e/secret.txt HTTP/1.1\r\nHost: x\r\n\r\n", 404),
     ("backslash", b"GET /..\\secret.txt HTTP/1.1\r\nHost: x\r\n\r\n", 404),
     ("symlink out", b"GET /escape HTTP/1.1\r\nHost: x\r\n\r\n", 403),
+    ("symlinked index out", b"GET /idx/ HTTP/1.1\r\nHost: x\r\n\r\n", 403),
     ("encoded NUL", b"GET /hello.txt%00.html HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     ("raw NUL", b"GET /hello\0.txt HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     ("bad escape", b"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", 404),

@@ -70,6 +70,11 @@ fn curl_gets_index_file_304_206_and_404() {
     let (status, head, _) = curl(&running, "/sub", &[]);
     assert_eq!(status, 301);
     assert_eq!(field(&head, "location").as_deref(), Some("/sub/"));
+    let (status, head, _) = curl(&running, "//evil.example/..//sub", &[]);
+    assert_eq!(status, 301);
+    assert_eq!(field(&head, "location").as_deref(), Some("/sub/"), "never a redirect to another host");
+    let (status, _, body) = curl(&running, "/hello.txt", &["-H", "Range: bytes=7-99999999999999999999999"]);
+    assert_eq!((status, body.as_slice()), (206, &b"World!"[..]), "a huge last-pos means to the end");
     let (status, _, body) = curl(&running, "/sub/", &[]);
     assert_eq!((status, body.as_slice()), (200, &b"sub index\n"[..]));
     let (status, head, _) = curl(&running, "/missing.txt", &[]);
@@ -119,6 +124,13 @@ fn keep_alive_rules_and_head() {
         Some("close")
     );
     assert!(read_response(&mut s, false).is_none(), "closed after");
+    // A rejected HEAD gets no body either.
+    let mut s = running.connect();
+    s.write_all(b"HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n").expect("write");
+    assert_eq!(read_response(&mut s, true).expect("413").status, 413);
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut s, &mut rest).expect("then a close");
+    assert!(rest.is_empty(), "a body followed a HEAD response: {rest:?}");
     // HEAD: the same fields, no body.
     let head = exchange(&running, b"HEAD /4k.bin HTTP/1.1\r\nHost: x\r\n\r\n").expect("a response");
     assert_eq!(head.header("content-length").as_deref(), Some("4096"));
@@ -128,5 +140,27 @@ fn keep_alive_rules_and_head() {
     read_response(&mut s, true).expect("HEAD response");
     let next = read_response(&mut s, false).expect("the next response starts right after the head");
     assert_eq!(next.body, b"Hello, World!");
+    running.stop();
+}
+
+#[test]
+fn a_client_pipelining_without_reading_holds_back_requests_not_descriptors() {
+    let running = start();
+    let fds = || std::fs::read_dir("/proc/self/fd").expect("procfs").count();
+    let before = fds();
+    let mut s = running.connect();
+    let batch: Vec<u8> = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n".repeat(5_000);
+    let writer = {
+        let mut w = s.try_clone().expect("clone");
+        std::thread::spawn(move || w.write_all(&batch).expect("the server keeps reading as we read"))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300)); // let the server fill up
+    let held = fds().saturating_sub(before);
+    assert!(held < 200, "{held} descriptors held for one pipelining client");
+    for i in 0..5_000 {
+        let r = read_response(&mut s, false).unwrap_or_else(|| panic!("response {i} missing"));
+        assert_eq!((r.status, r.body.len()), (200, 13), "response {i}");
+    }
+    writer.join().expect("writer");
     running.stop();
 }

@@ -91,3 +91,17 @@ fn strip_ansi(s: &str) -> String {
     }
     out
 }
+
+#[test]
+fn a_head_left_incomplete_in_silence_gets_408_at_the_deadline() {
+    let running = start_with(|site| site.header_timeout = Duration::from_secs(1));
+    let mut s = running.connect();
+    s.write_all(b"GET / HTTP/1.1\r\nHo").expect("write");
+    let started = Instant::now();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).expect("the server answers and closes");
+    let took = started.elapsed();
+    assert!(got.starts_with(b"HTTP/1.1 408 "), "{:?}", String::from_utf8_lossy(&got));
+    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(3), "408 after {took:?}");
+    running.stop();
+}

@@ -39,6 +39,8 @@ impl TempSite {
         std::fs::write(www.join("a b.txt"), "space").expect("write");
         std::fs::write(dir.join("secret.txt"), "SECRET").expect("write");
         std::os::unix::fs::symlink(dir.join("secret.txt"), www.join("escape")).expect("symlink");
+        std::fs::create_dir_all(www.join("idx")).expect("mkdir");
+        std::os::unix::fs::symlink(dir.join("secret.txt"), www.join("idx/index.html")).expect("symlink");
         TempSite { dir }
     }
 
