@@ -15,10 +15,8 @@
 //! - [`Pool::signal`] stops intake, [`Pool::wait`] drains and joins, [`Pool::finish`]
 //!   does both, and so does dropping the pool. A panicking task is logged and contained.
 //!
-//!
-// Under `--cfg loom` the pool's primitives only work inside `loom::model`.
-#![cfg_attr(not(loom), doc = "```")]
-#![cfg_attr(loom, doc = "```ignore")]
+//! ```
+//! # if async_pool::MODEL_CHECKING { return; } // loom primitives only work inside loom::model
 //! use std::sync::atomic::{AtomicUsize, Ordering};
 //! use std::sync::Arc;
 //!
@@ -51,6 +49,11 @@ use std::io;
 
 use sync::{lock, thread, AtomicBool, AtomicUsize, CachePadded, Mutex, Ordering};
 use worker::Worker;
+
+/// Whether this build is the `--cfg loom` model-checking build (doc examples skip
+/// themselves there: loom's primitives only work inside `loom::model`).
+#[doc(hidden)]
+pub const MODEL_CHECKING: bool = cfg!(loom);
 
 /// What a worker runs: a boxed closure. Two words, moved through the ring by value;
 /// a closure that captures nothing costs no allocation.

@@ -3,24 +3,23 @@
 mod util;
 
 use std::io::{self, Read, Write};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use protocol_server::{Conn, Protocol, RwHooks, Server, WriteError};
-use util::{closed_by_peer, echo_round, hook, read_all, read_n, serve, start, Hooks, PATIENCE};
+use util::{
+    closed_by_peer, echo_round, hook, on_request, read_all, read_n, serve, shared_channel, start, Hooks,
+    PATIENCE,
+};
 
 #[test]
 fn write_urgent_goes_ahead_of_queued_output_but_not_into_a_started_buffer() {
     // More than loopback socket buffers hold, so most of it is still queued when the
     // urgent bytes come; the client reads only once everything was written.
     const BIG: usize = 32 << 20;
-    let (tx, queued) = mpsc::channel();
-    let tx = Arc::new(Mutex::new(tx));
+    let (tx, queued) = shared_channel();
     let hooks = Hooks {
-        on_data: hook(move |c| {
-            if read_all(c).is_empty() {
-                return;
-            }
+        on_data: on_request(move |c| {
             c.write_move(vec![b'a'; BIG]).expect("queued");
             c.write(b"[tail]").expect("queued");
             c.write_urgent(b"[urgent1]".to_vec()).expect("queued");
@@ -56,10 +55,7 @@ fn send_file_sends_a_byte_range_and_whole_files() {
     std::fs::write(&path, &content).expect("temp file");
     let p = path.clone();
     let hooks = Hooks {
-        on_data: hook(move |c| {
-            if read_all(c).is_empty() {
-                return;
-            }
+        on_data: on_request(move |c| {
             let open = || std::fs::File::open(&p).expect("the temp file exists");
             c.send_file(open(), 10, Some(5)).expect("range queued");
             c.send_file(open(), 0, None).expect("whole file queued");
@@ -151,13 +147,9 @@ fn a_slow_reader_gets_every_byte_in_order() {
 
 #[test]
 fn hijack_flushes_then_hands_over_a_blocking_socket() {
-    let (tx, rx) = mpsc::channel();
-    let tx = Arc::new(Mutex::new(tx));
+    let (tx, rx) = shared_channel();
     let hooks = Hooks {
-        on_data: hook(move |c| {
-            if read_all(c).is_empty() {
-                return;
-            }
+        on_data: on_request(move |c| {
             c.write(b"queued before hijack;").expect("queued");
             let stream = c.hijack().expect("hijack");
             tx.lock().expect("no panic under lock").send(stream).expect("test waits");
@@ -194,8 +186,7 @@ impl RwHooks for Flip {
 
 #[test]
 fn rw_hooks_see_every_byte_both_ways() {
-    let (tx, rx) = mpsc::channel();
-    let tx = Arc::new(Mutex::new(tx));
+    let (tx, rx) = shared_channel();
     let hooks = Hooks {
         on_open: hook(|c| c.set_rw_hooks(Box::new(Flip))),
         on_data: hook(move |c| {
@@ -257,13 +248,9 @@ fn set_protocol_switches_a_live_connection() {
 
 #[test]
 fn writes_after_close_fail_and_close_flushes_first() {
-    let (tx, rx) = mpsc::channel();
-    let tx = Arc::new(Mutex::new(tx));
+    let (tx, rx) = shared_channel();
     let hooks = Hooks {
-        on_data: hook(move |c| {
-            if read_all(c).is_empty() {
-                return;
-            }
+        on_data: on_request(move |c| {
             c.write_move(vec![b'z'; 2 << 20]).expect("queued");
             c.close();
             tx.lock().expect("no panic under lock").send(c.write(b"late")).expect("test waits");
@@ -307,8 +294,7 @@ fn close_with_unread_input_still_delivers_the_whole_response() {
 
 #[test]
 fn a_closing_connection_whose_peer_stopped_reading_is_freed_after_a_timeout() {
-    let (tx, closed) = mpsc::channel();
-    let tx = Arc::new(Mutex::new(tx));
+    let (tx, closed) = shared_channel();
     let hooks = Hooks {
         on_data: hook(|c| {
             if !read_all(c).is_empty() {

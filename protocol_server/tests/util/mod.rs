@@ -67,6 +67,21 @@ impl Protocol for Hooks {
     }
 }
 
+/// An `on_data` hook that drains the input and, if any arrived, runs `f`.
+pub fn on_request(f: impl Fn(&Conn) + Send + Sync + 'static) -> Option<Hook> {
+    hook(move |c| {
+        if !read_all(c).is_empty() {
+            f(c);
+        }
+    })
+}
+
+/// A channel whose sender hooks can share (`Hooks` must be `Sync`).
+pub fn shared_channel<T: Send + 'static>() -> (Arc<std::sync::Mutex<mpsc::Sender<T>>>, mpsc::Receiver<T>) {
+    let (tx, rx) = mpsc::channel();
+    (Arc::new(std::sync::Mutex::new(tx)), rx)
+}
+
 /// Reads everything available into one `Vec` (the echo pattern).
 pub fn read_all(conn: &Conn) -> Vec<u8> {
     let mut data = Vec::new();
