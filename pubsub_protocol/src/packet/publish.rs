@@ -1,0 +1,50 @@
+//! PUBLISH ([MQTT-3.3]); its acknowledgements are bare packet ids.
+
+use super::{write_binary, write_header, Error, QoS, Reader};
+
+/// PUBLISH, either direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    /// A redelivery of an earlier attempt.
+    pub dup: bool,
+    /// Delivery guarantee.
+    pub qos: QoS,
+    /// Keep as the topic's retained message (to the broker), or sent because it was
+    /// retained (from the broker).
+    pub retain: bool,
+    /// A topic name: no wildcards.
+    pub topic: String,
+    /// Present iff QoS > 0.
+    pub packet_id: Option<u16>,
+    /// Application bytes.
+    pub payload: Vec<u8>,
+}
+
+impl Publish {
+    pub(super) fn read(flags: u8, body: &[u8]) -> Result<Publish, Error> {
+        let dup = flags & 0x08 != 0;
+        let qos = QoS::from_bits((flags >> 1) & 0x03)?;
+        if dup && qos == QoS::AtMostOnce {
+            return Err(Error::BadQoS); // [MQTT-3.3.1-2]
+        }
+        let mut r = Reader(body);
+        let topic = r.string()?.to_string();
+        if !crate::topic::valid_name(&topic) {
+            return Err(Error::BadTopic); // [MQTT-3.3.2-2]
+        }
+        let packet_id = if qos == QoS::AtMostOnce { None } else { Some(r.packet_id()?) };
+        let payload = r.rest().to_vec();
+        Ok(Publish { dup, qos, retain: flags & 0x01 != 0, topic, packet_id, payload })
+    }
+
+    pub(super) fn write(&self, out: &mut Vec<u8>) {
+        let first = 0x30 | (u8::from(self.dup) << 3) | ((self.qos as u8) << 1) | u8::from(self.retain);
+        let id_len = if self.packet_id.is_some() { 2 } else { 0 };
+        write_header(out, first, 2 + self.topic.len() + id_len + self.payload.len());
+        write_binary(out, self.topic.as_bytes());
+        if let Some(id) = self.packet_id {
+            out.extend_from_slice(&id.to_be_bytes());
+        }
+        out.extend_from_slice(&self.payload);
+    }
+}
