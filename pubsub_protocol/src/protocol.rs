@@ -1,0 +1,294 @@
+//! The `Protocol`: one MQTT connection, from CONNECT to its will.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use protocol_server::{Conn, Protocol};
+
+use crate::broker::{lock, Broker, Inflight, Session};
+use crate::packet::{
+    self, Connack, Connect, ConnectReturn, LastWill, Packet, Publish, QoS, Subscribe, Unsubscribe,
+};
+use crate::topic::valid_filter;
+
+/// One client connection.
+#[derive(Debug)]
+pub struct Mqtt {
+    broker: Arc<Broker>,
+    /// Bytes of an incomplete packet.
+    input: Vec<u8>,
+    /// Set by CONNECT.
+    client: Option<(Arc<str>, Arc<Mutex<Session>>)>,
+    /// Published if the connection ends without DISCONNECT ([MQTT-3.1.2-8]).
+    will: Option<LastWill>,
+    /// Inbound QoS 2 packet ids between PUBREC and PUBREL: a resent PUBLISH with one of
+    /// them is not routed twice ([MQTT-4.3.3-2]).
+    receiving: HashSet<u16>,
+}
+
+impl Mqtt {
+    /// A connection to `broker`.
+    pub fn new(broker: Arc<Broker>) -> Mqtt {
+        Mqtt { broker, input: Vec::new(), client: None, will: None, receiving: HashSet::new() }
+    }
+
+    fn feed(&mut self, conn: &Conn, data: &[u8]) -> Result<(), String> {
+        self.input.extend_from_slice(data);
+        let mut used = 0;
+        let result = loop {
+            match packet::decode(&self.input[used..], self.broker.config.max_packet) {
+                Ok(Some((packet, size))) => {
+                    used += size;
+                    if let Err(e) = self.handle(conn, packet) {
+                        break Err(e);
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(format!("malformed packet: {e}")),
+            }
+        };
+        self.input.drain(..used);
+        if self.input.is_empty() {
+            self.input = Vec::new(); // idle connections hold no buffer
+        }
+        result
+    }
+
+    fn handle(&mut self, conn: &Conn, packet: Packet) -> Result<(), String> {
+        let Some((_, session)) = self.client.clone() else {
+            return match packet {
+                Packet::Connect(c) => self.connect(conn, c),
+                other => Err(format!("{other:?} before CONNECT")), // [MQTT-3.1.0-1]
+            };
+        };
+        match packet {
+            Packet::Connect(_) => Err("second CONNECT".into()), // [MQTT-3.1.0-2]
+            Packet::Publish(p) => self.publish(conn, p),
+            Packet::Puback(id) | Packet::Pubcomp(id) => {
+                let mut s = lock(&session);
+                s.inflight.retain(|(used, _)| *used != id);
+                self.broker.drain_queue(&mut s);
+                Ok(())
+            }
+            Packet::Pubrec(id) => {
+                let mut s = lock(&session);
+                if let Some(entry) = s.inflight.iter_mut().find(|(used, _)| *used == id) {
+                    entry.1 = Inflight::Released;
+                }
+                self.broker.send(&s, &Packet::Pubrel(id));
+                Ok(())
+            }
+            Packet::Pubrel(id) => {
+                self.receiving.remove(&id);
+                write(conn, &Packet::Pubcomp(id));
+                Ok(())
+            }
+            Packet::Subscribe(s) => {
+                self.subscribe(conn, &session, s);
+                Ok(())
+            }
+            Packet::Unsubscribe(u) => {
+                self.unsubscribe(conn, &session, u);
+                Ok(())
+            }
+            Packet::Pingreq => {
+                write(conn, &Packet::Pingresp);
+                Ok(())
+            }
+            Packet::Disconnect => {
+                self.will = None; // [MQTT-3.14.4-3]
+                conn.close();
+                Ok(())
+            }
+            other => Err(format!("{other:?} is not sent by clients")),
+        }
+    }
+
+    fn connect(&mut self, conn: &Conn, c: Connect) -> Result<(), String> {
+        let refuse = |code| {
+            write(conn, &Packet::Connack(Connack { session_present: false, code }));
+            Err(format!("CONNECT refused: {code:?}"))
+        };
+        if c.level != 4 {
+            return refuse(ConnectReturn::BadLevel); // [MQTT-3.1.2-2]
+        }
+        let client_id = match (c.client_id.is_empty(), c.clean_session) {
+            (true, true) => self.broker.assign_id(),
+            (true, false) => return refuse(ConnectReturn::IdentifierRejected), // [MQTT-3.1.3-8]
+            (false, _) => c.client_id,
+        };
+        let id: Arc<str> = client_id.into();
+        let (session, present) = self.take_over(&id, c.clean_session, conn);
+        // Keep-alive: the connection may be idle one and a half periods ([MQTT-3.1.2-24]).
+        conn.set_timeout(Duration::from_millis(u64::from(c.keep_alive) * 1500));
+        self.will = c.will;
+        self.client = Some((Arc::clone(&id), Arc::clone(&session)));
+        write(conn, &Packet::Connack(Connack { session_present: present, code: ConnectReturn::Accepted }));
+        let mut s = lock(&session);
+        self.resend(&mut s); // a resumed session: unacknowledged messages first, with DUP
+        self.broker.drain_queue(&mut s);
+        Ok(())
+    }
+
+    /// Attaches this connection to the session of `id`, closing a connection that
+    /// held it ([MQTT-3.1.4-2]); a clean session starts empty ([MQTT-3.1.2-6]).
+    fn take_over(&self, id: &Arc<str>, clean: bool, conn: &Conn) -> (Arc<Mutex<Session>>, bool) {
+        let mut sessions = self.broker.sessions.write().unwrap_or_else(|p| p.into_inner());
+        let existing = sessions.get(id).cloned();
+        if let Some(old) = &existing {
+            let mut old = lock(old);
+            if let Some(previous) = old.conn.take() {
+                log::info!("client {id}: taken over by a new connection");
+                previous.close();
+            }
+        }
+        let (session, present) = match existing {
+            Some(old) if !clean && !lock(&old).clean => (old, true),
+            Some(old) => {
+                let filters = lock(&old).filters.keys().cloned().collect();
+                self.forget(id, filters);
+                (Arc::default(), false)
+            }
+            None => (Arc::default(), false),
+        };
+        {
+            let mut s = lock(&session);
+            s.conn = Some(conn.clone());
+            s.clean = clean;
+        }
+        sessions.insert(Arc::clone(id), Arc::clone(&session));
+        (session, present)
+    }
+
+    /// Removes a session's subscriptions. Lock order everywhere: the trie is never
+    /// taken while a session is locked and then waited for the other way round.
+    fn forget(&self, id: &Arc<str>, filters: Vec<String>) {
+        let mut trie = self.broker.subscriptions.write().unwrap_or_else(|p| p.into_inner());
+        for filter in &filters {
+            trie.remove(filter, id);
+        }
+    }
+
+    fn resend(&self, s: &mut Session) {
+        let pending: Vec<Packet> = s
+            .inflight
+            .iter()
+            .map(|(id, state)| match state {
+                Inflight::Publish(p) => Packet::Publish(Publish { dup: true, ..p.clone() }), // [MQTT-4.4.0-1]
+                Inflight::Released => Packet::Pubrel(*id),
+            })
+            .collect();
+        for packet in pending {
+            self.broker.send(s, &packet);
+        }
+    }
+
+    fn publish(&mut self, conn: &Conn, p: Publish) -> Result<(), String> {
+        match (p.qos, p.packet_id) {
+            (QoS::AtMostOnce, _) => self.broker.publish(&p),
+            (QoS::AtLeastOnce, Some(id)) => {
+                self.broker.publish(&p);
+                write(conn, &Packet::Puback(id)); // [MQTT-4.3.2-2]
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                if self.receiving.insert(id) {
+                    self.broker.publish(&p);
+                }
+                write(conn, &Packet::Pubrec(id)); // [MQTT-4.3.3-2]
+            }
+            _ => return Err("QoS > 0 without a packet id".into()),
+        }
+        Ok(())
+    }
+
+    fn subscribe(&self, conn: &Conn, session: &Arc<Mutex<Session>>, sub: Subscribe) {
+        let Some((id, _)) = &self.client else { return };
+        let mut codes = Vec::with_capacity(sub.filters.len());
+        let mut granted = Vec::new();
+        {
+            let mut trie = self.broker.subscriptions.write().unwrap_or_else(|p| p.into_inner());
+            let mut s = lock(session);
+            for (filter, qos) in &sub.filters {
+                if valid_filter(filter) {
+                    trie.insert(filter, Arc::clone(id), *qos);
+                    s.filters.insert(filter.clone(), *qos);
+                    codes.push(*qos as u8);
+                    granted.push((filter.clone(), *qos));
+                } else {
+                    codes.push(0x80); // failure for this filter ([MQTT-3.9.3])
+                }
+            }
+        }
+        write(conn, &Packet::Suback(sub.packet_id, codes)); // before any retained message ([MQTT-3.8.4-4])
+        let mut s = lock(session);
+        for (filter, qos) in granted {
+            self.broker.send_retained(&mut s, &filter, qos);
+        }
+    }
+
+    fn unsubscribe(&self, conn: &Conn, session: &Arc<Mutex<Session>>, unsub: Unsubscribe) {
+        let Some((id, _)) = &self.client else { return };
+        {
+            let mut trie = self.broker.subscriptions.write().unwrap_or_else(|p| p.into_inner());
+            let mut s = lock(session);
+            for filter in &unsub.filters {
+                trie.remove(filter, id);
+                s.filters.remove(filter);
+            }
+        }
+        write(conn, &Packet::Unsuback(unsub.packet_id)); // even if nothing matched ([MQTT-3.10.4-5])
+    }
+}
+
+fn write(conn: &Conn, packet: &Packet) {
+    let _ = conn.write_move(packet.to_bytes());
+}
+
+impl Protocol for Mqtt {
+    fn service(&self) -> &'static str {
+        "mqtt"
+    }
+
+    fn on_data(&mut self, conn: &Conn) {
+        let mut chunk = [0u8; 16 * 1024];
+        while let Ok(n @ 1..) = conn.read(&mut chunk) {
+            if let Err(why) = self.feed(conn, &chunk[..n]) {
+                log::warn!("{:?}: {why}; closing", conn.id());
+                self.input = Vec::new();
+                conn.close(); // [MQTT-4.8.0-1]
+                return;
+            }
+        }
+    }
+
+    fn on_close(&mut self, conn: &Conn) {
+        if let Some(will) = self.will.take() {
+            let msg = Publish {
+                dup: false,
+                qos: will.qos,
+                retain: will.retain,
+                topic: will.topic,
+                packet_id: None,
+                payload: will.message,
+            };
+            self.broker.publish(&msg);
+        }
+        let Some((id, session)) = self.client.take() else { return };
+        let mut s = lock(&session);
+        // Only if this connection still owns the session (not after a takeover).
+        if s.conn.as_ref().is_none_or(|c| c.id() != conn.id()) {
+            return;
+        }
+        s.conn = None;
+        if s.clean {
+            let filters = s.filters.keys().cloned().collect();
+            drop(s);
+            self.forget(&id, filters);
+            let mut sessions = self.broker.sessions.write().unwrap_or_else(|p| p.into_inner());
+            if sessions.get(&id).is_some_and(|cur| Arc::ptr_eq(cur, &session)) {
+                sessions.remove(&id); // [MQTT-3.1.2-6]
+            }
+        }
+    }
+}
