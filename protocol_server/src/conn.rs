@@ -471,6 +471,13 @@ impl Conn {
         }
     }
 
+    /// Calls `on_data` again soon (on this connection's worker), as if data arrived.
+    /// For a protocol that stopped reading to apply backpressure and now resumes:
+    /// edge-triggered readiness will not announce data that is already waiting.
+    pub fn resume_reading(&self) {
+        self.on_event(READABLE);
+    }
+
     /// Readiness from the reactor (reactor thread): coalesced into one queued task.
     pub(crate) fn on_event(&self, bits: u8) {
         let before = self.0.sched.fetch_or(bits | SCHEDULED, Ordering::AcqRel);

@@ -89,6 +89,11 @@ impl Server {
         self.0.capacity
     }
 
+    /// Counters of the worker pool (tasks run, pipe wake-ups, spills per worker).
+    pub fn pool_stats(&self) -> async_pool::PoolStats {
+        self.0.pool.stats()
+    }
+
     /// Worker threads running hooks.
     pub fn threads(&self) -> usize {
         self.0.pool.threads()

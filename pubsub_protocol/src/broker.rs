@@ -1,36 +1,61 @@
 //! Broker state shared by every connection: sessions, subscriptions, retained
 //! messages, and the routing of a publish to its subscribers.
 //!
-//! Locks are short and never nested the other way round: `sessions` (read) then
-//! one `Session`; the trie and the retained map are locked alone.
+//! Locks are short and taken in one order: the trie or the retained map alone, the
+//! session map (read) to find a session, then that one session.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
-use protocol_server::Conn;
+use protocol_server::{Conn, ConnId, Server};
 
 use crate::packet::{Packet, Publish, QoS};
 use crate::topic::{matches, Trie};
+
+/// What to do when a subscriber's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Drop: a queued QoS 0 message first, else the new one; every drop is counted.
+    #[default]
+    Drop,
+    /// Stop reading from publishers until the queue has room: nothing is lost.
+    Block,
+}
 
 /// Broker settings.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Largest packet accepted (bigger ones close the connection).
     pub max_packet: usize,
-    /// QoS 1/2 messages queued per session (offline, or beyond the in-flight window);
-    /// past it the oldest is dropped and counted.
+    /// Messages queued per session: offline (QoS 1/2), beyond the in-flight window,
+    /// or behind a socket that is not taking what we send.
     pub max_queued: usize,
     /// Outgoing QoS 1/2 messages awaiting acknowledgement per session.
     pub max_inflight: usize,
+    /// Queued and retained messages older than this are dropped (`None`: kept).
+    pub message_expiry: Option<Duration>,
+    /// See [`Overflow`].
+    pub overflow: Overflow,
 }
 
 impl Default for Config {
     fn default() -> Self {
         // mosquitto's defaults: max_queued_messages 1000, max_inflight_messages 20.
-        Config { max_packet: 256 << 20, max_queued: 1000, max_inflight: 20 }
+        Config {
+            max_packet: 256 << 20,
+            max_queued: 1000,
+            max_inflight: 20,
+            message_expiry: None,
+            overflow: Overflow::Drop,
+        }
     }
 }
+
+/// Bytes waiting in a subscriber's socket output before further messages queue in
+/// its session instead, where the overflow policy applies.
+const SOCKET_BACKLOG: usize = 64 * 1024;
 
 /// Counters, for `$SYS` and tests.
 #[derive(Debug, Default)]
@@ -41,6 +66,12 @@ pub struct Stats {
     pub sent: AtomicU64,
     /// Messages dropped because a queue was full.
     pub dropped: AtomicU64,
+    /// Messages dropped because they outlived `message_expiry`.
+    pub expired: AtomicU64,
+    /// Bytes read from clients.
+    pub bytes_received: AtomicU64,
+    /// Bytes queued to clients.
+    pub bytes_sent: AtomicU64,
 }
 
 /// An outgoing QoS 1/2 message awaiting its acknowledgement.
@@ -60,8 +91,9 @@ pub(crate) struct Session {
     pub(crate) filters: HashMap<String, QoS>,
     /// Outgoing packet id → state, in sending order.
     pub(crate) inflight: Vec<(u16, Inflight)>,
-    /// QoS 1/2 messages not yet sent (offline, or the window is full).
-    pub(crate) queue: VecDeque<Publish>,
+    /// Messages not sent yet (offline, window full, socket backlog), with their
+    /// arrival time for expiry.
+    pub(crate) queue: VecDeque<(Instant, Publish)>,
     next_id: u16,
 }
 
@@ -75,6 +107,10 @@ impl Session {
             }
         }
     }
+
+    fn online(&self) -> bool {
+        self.conn.as_ref().is_some_and(Conn::is_open)
+    }
 }
 
 /// The broker: one per server, shared by every connection's protocol value.
@@ -83,10 +119,13 @@ pub struct Broker {
     pub(crate) config: Config,
     pub(crate) sessions: RwLock<HashMap<Arc<str>, Arc<Mutex<Session>>>>,
     pub(crate) subscriptions: RwLock<Trie<Arc<str>>>,
-    pub(crate) retained: RwLock<HashMap<String, Publish>>,
+    pub(crate) retained: RwLock<HashMap<String, (Instant, Publish)>>,
+    /// Publishers paused because a subscriber's queue is full (`Overflow::Block`).
+    blocked: Mutex<Vec<Conn>>,
     /// Counters.
     pub stats: Stats,
     next_client: AtomicU64,
+    started: Option<Instant>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -96,7 +135,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Broker {
     /// A broker with these settings.
     pub fn new(config: Config) -> Broker {
-        Broker { config, ..Broker::default() }
+        Broker { config, started: Some(Instant::now()), ..Broker::default() }
     }
 
     /// A fresh client id for a client that sent an empty one ([MQTT-3.1.3-6]).
@@ -114,82 +153,204 @@ impl Broker {
         self.subscriptions.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// Messages queued for `client` (0 if it has no session).
+    pub fn queued_for(&self, client: &str) -> usize {
+        self.session(client).map_or(0, |s| lock(&s).queue.len())
+    }
+
     pub(crate) fn session(&self, id: &str) -> Option<Arc<Mutex<Session>>> {
         self.sessions.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
 
-    /// Routes an incoming publish: the retained store, then every matching
-    /// subscriber once at min(publish QoS, granted QoS) ([MQTT-3.3.5-1]).
-    pub(crate) fn publish(&self, msg: &Publish) {
+    /// Routes an incoming publish: the retained store, then every matching subscriber
+    /// once at min(publish QoS, granted QoS) ([MQTT-3.3.5-1]). Returns whether a
+    /// subscriber's queue is full (under `Overflow::Block` the publisher pauses).
+    pub(crate) fn publish(&self, msg: &Publish) -> bool {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
         if msg.retain {
-            let mut retained = self.retained.write().unwrap_or_else(|p| p.into_inner());
-            if msg.payload.is_empty() {
-                retained.remove(&msg.topic); // [MQTT-3.3.1-10], -11
-            } else {
-                retained.insert(msg.topic.clone(), msg.clone()); // [MQTT-3.3.1-5]
-            }
+            self.retain(msg);
         }
         let targets = self.subscriptions.read().unwrap_or_else(|p| p.into_inner()).subscribers(&msg.topic);
+        let mut full = false;
         for (client, granted) in targets {
-            if let Some(session) = self.session(&client) {
-                let out = Publish {
-                    dup: false,
-                    retain: false,
-                    qos: msg.qos.min(granted),
-                    packet_id: None,
-                    ..msg.clone()
-                };
-                self.deliver(&mut lock(&session), out);
-            }
+            let Some(session) = self.session(&client) else { continue };
+            let out = Publish {
+                dup: false,
+                retain: false,
+                qos: msg.qos.min(granted),
+                packet_id: None,
+                ..msg.clone()
+            };
+            full |= self.deliver(&mut lock(&session), out);
+        }
+        full
+    }
+
+    fn retain(&self, msg: &Publish) {
+        let mut retained = self.retained.write().unwrap_or_else(|p| p.into_inner());
+        if msg.payload.is_empty() {
+            retained.remove(&msg.topic); // [MQTT-3.3.1-10], -11
+        } else {
+            retained.insert(msg.topic.clone(), (Instant::now(), msg.clone())); // [MQTT-3.3.1-5]
         }
     }
 
     /// Sends the retained messages matching `filter` to a new subscription, flagged
     /// retained ([MQTT-3.3.1-6]).
     pub(crate) fn send_retained(&self, session: &mut Session, filter: &str, granted: QoS) {
-        let retained: Vec<Publish> = self
-            .retained
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|m| matches(filter, &m.topic))
-            .cloned()
-            .collect();
+        let retained: Vec<Publish> = {
+            let all = self.retained.read().unwrap_or_else(|p| p.into_inner());
+            all.values()
+                .filter(|(at, m)| !self.expired(*at) && matches(filter, &m.topic))
+                .map(|(_, m)| m.clone())
+                .collect()
+        };
         for m in retained {
             let out = Publish { dup: false, retain: true, qos: m.qos.min(granted), packet_id: None, ..m };
             self.deliver(session, out);
         }
     }
 
-    /// Sends now, or queues (QoS 1/2) if the client is offline or its window full.
-    pub(crate) fn deliver(&self, session: &mut Session, mut msg: Publish) {
-        let online = session.conn.as_ref().is_some_and(Conn::is_open);
-        if msg.qos == QoS::AtMostOnce {
-            if online {
-                self.send(session, &Packet::Publish(msg));
-            }
-            return;
+    fn expired(&self, at: Instant) -> bool {
+        self.config.message_expiry.is_some_and(|ttl| at.elapsed() > ttl)
+    }
+
+    /// Sends now, or queues: QoS 1/2 while the client is offline or its window full,
+    /// any QoS while its socket is backlogged. Returns whether the queue is full.
+    pub(crate) fn deliver(&self, session: &mut Session, msg: Publish) -> bool {
+        let online = session.online();
+        if !online && msg.qos == QoS::AtMostOnce {
+            return false; // QoS 0 is not kept for offline clients
         }
-        if !online || session.inflight.len() >= self.config.max_inflight {
-            if session.queue.len() >= self.config.max_queued {
-                session.queue.pop_front();
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            session.queue.push_back(msg);
-            return;
+        if online && session.queue.is_empty() && self.can_send(session, msg.qos) {
+            self.send_now(session, msg);
+            return false;
         }
-        let id = session.next_id();
-        msg.packet_id = Some(id);
-        session.inflight.push((id, Inflight::Publish(msg.clone())));
+        self.enqueue(session, msg)
+    }
+
+    fn can_send(&self, session: &Session, qos: QoS) -> bool {
+        let backlog = session.conn.as_ref().map_or(usize::MAX, Conn::queued);
+        backlog < SOCKET_BACKLOG
+            && (qos == QoS::AtMostOnce || session.inflight.len() < self.config.max_inflight)
+    }
+
+    fn send_now(&self, session: &mut Session, mut msg: Publish) {
+        if msg.qos != QoS::AtMostOnce {
+            let id = session.next_id();
+            msg.packet_id = Some(id);
+            session.inflight.push((id, Inflight::Publish(msg.clone())));
+        }
         self.send(session, &Packet::Publish(msg));
     }
 
-    /// Moves queued messages into the window while it has room.
+    /// Queues under the overflow policy; returns whether the queue is now full.
+    fn enqueue(&self, session: &mut Session, msg: Publish) -> bool {
+        if session.queue.len() >= self.config.max_queued && self.config.overflow == Overflow::Drop {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            // Room by dropping the oldest queued QoS 0 message; with none, drop this one.
+            match session.queue.iter().position(|(_, m)| m.qos == QoS::AtMostOnce) {
+                Some(i) if msg.qos != QoS::AtMostOnce => drop(session.queue.remove(i)),
+                _ => return true,
+            }
+        }
+        session.queue.push_back((Instant::now(), msg));
+        session.queue.len() >= self.config.max_queued
+    }
+
+    /// Sends queued messages while the window and the socket have room; expired ones
+    /// are dropped. Wakes blocked publishers once the queue has room again.
     pub(crate) fn drain_queue(&self, session: &mut Session) {
-        while session.inflight.len() < self.config.max_inflight {
-            let Some(msg) = session.queue.pop_front() else { return };
-            self.deliver(session, msg);
+        let was_full = session.queue.len() >= self.config.max_queued;
+        while let Some((at, front)) = session.queue.front() {
+            if self.expired(*at) {
+                session.queue.pop_front();
+                self.stats.expired.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if !session.online() || !self.can_send(session, front.qos) {
+                break;
+            }
+            let (_, msg) = session.queue.pop_front().expect("front() just saw it");
+            self.send_now(session, msg);
+        }
+        if was_full && session.queue.len() < self.config.max_queued {
+            self.wake_publishers();
+        }
+    }
+
+    /// A publisher found a full queue under `Overflow::Block`: it stops reading until
+    /// a queue makes room.
+    pub(crate) fn block(&self, publisher: &Conn) {
+        lock(&self.blocked).push(publisher.clone());
+    }
+
+    fn wake_publishers(&self) {
+        let blocked = std::mem::take(&mut *lock(&self.blocked));
+        blocked.iter().for_each(Conn::resume_reading);
+    }
+
+    /// Whether `publisher` is still paused (readiness alone must not resume it).
+    pub(crate) fn is_blocked(&self, publisher: &Conn) -> bool {
+        lock(&self.blocked).iter().any(|c| c.id() == publisher.id())
+    }
+
+    /// Publishers currently paused by `Overflow::Block`.
+    pub fn blocked_publishers(&self) -> Vec<ConnId> {
+        lock(&self.blocked).iter().map(Conn::id).collect()
+    }
+
+    /// Drops expired retained and queued messages: a periodic task, so memory follows
+    /// `message_expiry` even for topics nobody reads.
+    pub fn sweep(&self) {
+        let Some(ttl) = self.config.message_expiry else { return };
+        let mut dropped = {
+            let mut retained = self.retained.write().unwrap_or_else(|p| p.into_inner());
+            let before = retained.len();
+            retained.retain(|_, (at, _)| at.elapsed() <= ttl);
+            before - retained.len()
+        };
+        let sessions: Vec<_> =
+            self.sessions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for session in sessions {
+            let mut s = lock(&session);
+            let before = s.queue.len();
+            s.queue.retain(|(at, _)| at.elapsed() <= ttl);
+            dropped += before - s.queue.len();
+        }
+        self.stats.expired.fetch_add(dropped as u64, Ordering::Relaxed);
+    }
+
+    /// Publishes the `$SYS/broker/...` topics, retained (as mosquitto does).
+    pub fn publish_sys(&self, server: &Server) {
+        let text = |n: u64| n.to_string().into_bytes();
+        let get = |c: &AtomicU64| text(c.load(Ordering::Relaxed));
+        let uptime = self.started.map_or(0, |s| s.elapsed().as_secs());
+        let mut topics: Vec<(String, Vec<u8>)> = vec![
+            ("clients/connected".into(), text(server.count(Some("mqtt")) as u64)),
+            ("messages/received".into(), get(&self.stats.received)),
+            ("messages/sent".into(), get(&self.stats.sent)),
+            ("messages/dropped".into(), get(&self.stats.dropped)),
+            ("messages/expired".into(), get(&self.stats.expired)),
+            ("bytes/received".into(), get(&self.stats.bytes_received)),
+            ("bytes/sent".into(), get(&self.stats.bytes_sent)),
+            ("subscriptions/count".into(), text(self.subscription_count() as u64)),
+            ("retained messages/count".into(), text(self.retained_count() as u64)),
+            ("uptime".into(), format!("{uptime} seconds").into_bytes()),
+        ];
+        for (i, worker) in server.pool_stats().workers.iter().enumerate() {
+            topics.push((format!("workers/{i}/tasks"), text(worker.tasks_run)));
+        }
+        for (topic, payload) in topics {
+            let topic = format!("$SYS/broker/{topic}");
+            self.publish(&Publish {
+                dup: false,
+                qos: QoS::AtMostOnce,
+                retain: true,
+                topic,
+                packet_id: None,
+                payload,
+            });
         }
     }
 
@@ -198,7 +359,9 @@ impl Broker {
         if matches!(packet, Packet::Publish(_)) {
             self.stats.sent.fetch_add(1, Ordering::Relaxed);
         }
-        // A peer too slow to take its messages is cut off by max_output.
-        let _ = conn.write_move(packet.to_bytes());
+        let bytes = packet.to_bytes();
+        self.stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        // A peer too slow to take even this is cut off by max_output.
+        let _ = conn.write_move(bytes);
     }
 }

@@ -23,5 +23,5 @@ pub mod packet;
 mod protocol;
 pub mod topic;
 
-pub use broker::{Broker, Config, Stats};
+pub use broker::{Broker, Config, Overflow, Stats};
 pub use protocol::Mqtt;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use protocol_server::{Conn, Protocol};
 
-use crate::broker::{lock, Broker, Inflight, Session};
+use crate::broker::{lock, Broker, Inflight, Overflow, Session};
 use crate::packet::{
     self, Connack, Connect, ConnectReturn, LastWill, Packet, Publish, QoS, Subscribe, Unsubscribe,
 };
@@ -25,18 +25,23 @@ pub struct Mqtt {
     /// Inbound QoS 2 packet ids between PUBREC and PUBREL: a resent PUBLISH with one of
     /// them is not routed twice ([MQTT-4.3.3-2]).
     receiving: HashSet<u16>,
+    /// Reading stopped: a subscriber's queue is full (`Overflow::Block`).
+    paused: bool,
 }
 
 impl Mqtt {
     /// A connection to `broker`.
     pub fn new(broker: Arc<Broker>) -> Mqtt {
-        Mqtt { broker, input: Vec::new(), client: None, will: None, receiving: HashSet::new() }
+        Mqtt { broker, input: Vec::new(), client: None, will: None, receiving: HashSet::new(), paused: false }
     }
 
     fn feed(&mut self, conn: &Conn, data: &[u8]) -> Result<(), String> {
         self.input.extend_from_slice(data);
         let mut used = 0;
         let result = loop {
+            if self.paused {
+                break Ok(()); // the rest waits in `input` until a queue has room
+            }
             match packet::decode(&self.input[used..], self.broker.config.max_packet) {
                 Ok(Some((packet, size))) => {
                     used += size;
@@ -185,19 +190,23 @@ impl Mqtt {
     }
 
     fn publish(&mut self, conn: &Conn, p: Publish) -> Result<(), String> {
-        match (p.qos, p.packet_id) {
+        let full = match (p.qos, p.packet_id) {
             (QoS::AtMostOnce, _) => self.broker.publish(&p),
             (QoS::AtLeastOnce, Some(id)) => {
-                self.broker.publish(&p);
+                let full = self.broker.publish(&p);
                 write(conn, &Packet::Puback(id)); // [MQTT-4.3.2-2]
+                full
             }
             (QoS::ExactlyOnce, Some(id)) => {
-                if self.receiving.insert(id) {
-                    self.broker.publish(&p);
-                }
+                let full = self.receiving.insert(id) && self.broker.publish(&p);
                 write(conn, &Packet::Pubrec(id)); // [MQTT-4.3.3-2]
+                full
             }
             _ => return Err("QoS > 0 without a packet id".into()),
+        };
+        if full && self.broker.config.overflow == Overflow::Block {
+            self.paused = true;
+            self.broker.block(conn);
         }
         Ok(())
     }
@@ -241,6 +250,14 @@ impl Mqtt {
     }
 }
 
+impl Mqtt {
+    fn refuse(&mut self, conn: &Conn, why: &str) {
+        log::warn!("{:?}: {why}; closing", conn.id());
+        self.input = Vec::new();
+        conn.close(); // [MQTT-4.8.0-1]
+    }
+}
+
 fn write(conn: &Conn, packet: &Packet) {
     let _ = conn.write_move(packet.to_bytes());
 }
@@ -251,14 +268,29 @@ impl Protocol for Mqtt {
     }
 
     fn on_data(&mut self, conn: &Conn) {
+        // Paused publishers read nothing until the broker wakes them (a new readiness
+        // event is not room in the subscriber's queue); then held-back input goes first.
+        if self.paused && self.broker.is_blocked(conn) {
+            return;
+        }
+        self.paused = false;
+        if let Err(why) = self.feed(conn, &[]) {
+            return self.refuse(conn, &why);
+        }
         let mut chunk = [0u8; 16 * 1024];
-        while let Ok(n @ 1..) = conn.read(&mut chunk) {
+        while !self.paused {
+            let Ok(n @ 1..) = conn.read(&mut chunk) else { return };
+            self.broker.stats.bytes_received.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             if let Err(why) = self.feed(conn, &chunk[..n]) {
-                log::warn!("{:?}: {why}; closing", conn.id());
-                self.input = Vec::new();
-                conn.close(); // [MQTT-4.8.0-1]
-                return;
+                return self.refuse(conn, &why);
             }
+        }
+    }
+
+    fn on_ready(&mut self, _conn: &Conn) {
+        // Our socket took everything: send what queued behind its backlog.
+        if let Some((_, session)) = &self.client {
+            self.broker.drain_queue(&mut lock(session));
         }
     }
 

@@ -1,143 +1,15 @@
 //! The broker over real sockets: a minimal client built on this crate's codec, and
 //! the real `mosquitto_pub`/`mosquitto_sub` (Debian `mosquitto-clients`).
 
+mod util;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
-use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use protocol_server::Server;
-use pubsub_protocol::packet::{
-    decode, Connack, Connect, ConnectReturn, LastWill, Packet, Publish, QoS, Subscribe,
-};
-use pubsub_protocol::{Broker, Config, Mqtt};
-
-const PATIENCE: Duration = Duration::from_secs(10);
-
-struct Running {
-    broker: Arc<Broker>,
-    server: Server,
-    addr: SocketAddr,
-    thread: std::thread::JoinHandle<Result<(), protocol_server::Error>>,
-}
-
-fn start() -> Running {
-    let broker = Arc::new(Broker::new(Config::default()));
-    let shared = Arc::clone(&broker);
-    let (tx, rx) = mpsc::channel();
-    let builder = Server::builder()
-        .threads(2)
-        .port(0)
-        .signals(false)
-        .on_init(move |s| tx.send(s.clone()).expect("test waits"))
-        .protocol(move || Mqtt::new(Arc::clone(&shared)));
-    let thread = std::thread::spawn(move || builder.start());
-    let server = rx.recv_timeout(PATIENCE).expect("broker starts");
-    let addr = server.local_addrs()[0];
-    Running { broker, server, addr, thread }
-}
-
-impl Running {
-    fn stop(self) {
-        self.server.stop();
-        self.thread.join().expect("thread").expect("clean stop");
-    }
-}
-
-/// A bare client: sends packets, reads packets.
-struct Client {
-    stream: TcpStream,
-    input: Vec<u8>,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr, id: &str, clean: bool, will: Option<LastWill>) -> (Client, Connack) {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-        let mut c = Client { stream, input: Vec::new() };
-        let connect = Connect {
-            level: 4,
-            clean_session: clean,
-            keep_alive: 60,
-            client_id: id.into(),
-            will,
-            username: None,
-            password: None,
-        };
-        c.send(&Packet::Connect(connect));
-        match c.recv() {
-            Some(Packet::Connack(ack)) => (c, ack),
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
-    }
-
-    fn send(&mut self, p: &Packet) {
-        self.stream.write_all(&p.to_bytes()).expect("write");
-    }
-
-    /// The next packet, or `None` once the broker closed the connection.
-    fn recv(&mut self) -> Option<Packet> {
-        loop {
-            if let Some((p, used)) = decode(&self.input, 1 << 20).expect("the broker sends valid packets") {
-                self.input.drain(..used);
-                return Some(p);
-            }
-            let mut buf = [0u8; 4096];
-            match self.stream.read(&mut buf) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.input.extend_from_slice(&buf[..n]),
-            }
-        }
-    }
-
-    fn subscribe(&mut self, filter: &str, qos: QoS) {
-        self.send(&Packet::Subscribe(Subscribe { packet_id: 1, filters: vec![(filter.into(), qos)] }));
-        assert_eq!(self.recv(), Some(Packet::Suback(1, vec![qos as u8])));
-    }
-
-    fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, retain: bool) {
-        let packet_id = (qos != QoS::AtMostOnce).then_some(9);
-        self.send(&Packet::Publish(Publish {
-            dup: false,
-            qos,
-            retain,
-            topic: topic.into(),
-            packet_id,
-            payload: payload.into(),
-        }));
-        match qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => assert_eq!(self.recv(), Some(Packet::Puback(9))),
-            QoS::ExactlyOnce => {
-                assert_eq!(self.recv(), Some(Packet::Pubrec(9)));
-                self.send(&Packet::Pubrel(9));
-                assert_eq!(self.recv(), Some(Packet::Pubcomp(9)));
-            }
-        }
-    }
-
-    /// Receives a PUBLISH and acknowledges it as its QoS requires.
-    fn received(&mut self) -> Publish {
-        let Some(Packet::Publish(p)) = self.recv() else { panic!("expected PUBLISH") };
-        match (p.qos, p.packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => self.send(&Packet::Puback(id)),
-            (QoS::ExactlyOnce, Some(id)) => {
-                self.send(&Packet::Pubrec(id));
-                assert_eq!(self.recv(), Some(Packet::Pubrel(id)));
-                self.send(&Packet::Pubcomp(id));
-            }
-            _ => {}
-        }
-        p
-    }
-
-    /// Proves everything sent before was processed: a PINGREQ round trip.
-    fn sync(&mut self) {
-        self.send(&Packet::Pingreq);
-        assert_eq!(self.recv(), Some(Packet::Pingresp));
-    }
-}
+use pubsub_protocol::packet::{Connack, ConnectReturn, LastWill, Packet, QoS};
+use util::{start, Client, PATIENCE};
 
 #[test]
 fn qos_0_1_2_round_trips_at_the_lower_of_both_qos() {
