@@ -4,7 +4,7 @@
 //! Locks are short and taken in one order: the trie or the retained map alone, the
 //! session map (read) to find a session, then that one session.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
@@ -94,6 +94,8 @@ pub(crate) struct Session {
     /// Messages not sent yet (offline, window full, socket backlog), with their
     /// arrival time for expiry.
     pub(crate) queue: VecDeque<(Instant, Publish)>,
+    /// Inbound QoS 2 packet ids between PUBREC and PUBREL.
+    pub(crate) receiving: HashSet<u16>,
     next_id: u16,
 }
 

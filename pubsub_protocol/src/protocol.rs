@@ -1,6 +1,5 @@
 //! The `Protocol`: one MQTT connection, from CONNECT to its will.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,9 +21,6 @@ pub struct Mqtt {
     client: Option<(Arc<str>, Arc<Mutex<Session>>)>,
     /// Published if the connection ends without DISCONNECT ([MQTT-3.1.2-8]).
     will: Option<LastWill>,
-    /// Inbound QoS 2 packet ids between PUBREC and PUBREL: a resent PUBLISH with one of
-    /// them is not routed twice ([MQTT-4.3.3-2]).
-    receiving: HashSet<u16>,
     /// Reading stopped: a subscriber's queue is full (`Overflow::Block`).
     paused: bool,
 }
@@ -32,7 +28,7 @@ pub struct Mqtt {
 impl Mqtt {
     /// A connection to `broker`.
     pub fn new(broker: Arc<Broker>) -> Mqtt {
-        Mqtt { broker, input: Vec::new(), client: None, will: None, receiving: HashSet::new(), paused: false }
+        Mqtt { broker, input: Vec::new(), client: None, will: None, paused: false }
     }
 
     fn feed(&mut self, conn: &Conn, data: &[u8]) -> Result<(), String> {
@@ -85,7 +81,7 @@ impl Mqtt {
                 Ok(())
             }
             Packet::Pubrel(id) => {
-                self.receiving.remove(&id);
+                lock(&session).receiving.remove(&id);
                 write(conn, &Packet::Pubcomp(id));
                 Ok(())
             }
@@ -198,7 +194,10 @@ impl Mqtt {
                 full
             }
             (QoS::ExactlyOnce, Some(id)) => {
-                let full = self.receiving.insert(id) && self.broker.publish(&p);
+                // Ids between PUBREC and PUBREL belong to the session: a PUBLISH resent
+                // after a reconnect is not routed twice ([MQTT-4.3.3-2]).
+                let first = self.client.as_ref().is_some_and(|(_, s)| lock(s).receiving.insert(id));
+                let full = first && self.broker.publish(&p);
                 write(conn, &Packet::Pubrec(id)); // [MQTT-4.3.3-2]
                 full
             }

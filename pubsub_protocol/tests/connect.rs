@@ -90,3 +90,31 @@ fn garbage_before_connect_is_refused() {
     assert_eq!(std::io::Read::read(&mut s, &mut buf).unwrap_or(0), 0);
     running.stop();
 }
+
+#[test]
+fn a_qos2_publish_resent_after_reconnect_is_routed_once() {
+    let running = start();
+    let (mut sub, _) = Client::connect(running.addr, "sub", true, None);
+    sub.subscribe("once", QoS::AtLeastOnce);
+    let msg = Publish {
+        dup: false,
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        topic: "once".into(),
+        packet_id: Some(5),
+        payload: b"x".to_vec(),
+    };
+    let (mut p, _) = Client::connect(running.addr, "pub2", false, None);
+    p.send(&Packet::Publish(msg.clone()));
+    assert_eq!(p.recv(), Some(Packet::Pubrec(5)));
+    p.stream.shutdown(std::net::Shutdown::Both).expect("vanish before PUBREL");
+    let (mut again, _) = Client::connect(running.addr, "pub2", false, None);
+    again.send(&Packet::Publish(Publish { dup: true, ..msg }));
+    assert_eq!(again.recv(), Some(Packet::Pubrec(5)));
+    again.send(&Packet::Pubrel(5));
+    assert_eq!(again.recv(), Some(Packet::Pubcomp(5)));
+    assert_eq!(sub.received().payload, b"x");
+    sub.sync();
+    assert!(sub.input.is_empty(), "routed twice");
+    running.stop();
+}
