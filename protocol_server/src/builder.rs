@@ -189,6 +189,37 @@ impl Builder {
         self
     }
 
+    /// Starts the server on a new thread and returns once it listens: the [`Server`]
+    /// (to stop it, read its addresses) and the thread, whose result is `start`'s.
+    /// A failure to start (a bind error, say) is returned here. For tests and for
+    /// programs embedding a server; `processes(n)` needs [`Builder::start`].
+    pub fn spawn(mut self) -> Result<(Server, std::thread::JoinHandle<Result<(), Error>>), Error> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let user = self.on_init.take();
+        self.on_init = hook(move |server| {
+            if let Some(f) = &user {
+                f(server);
+            }
+            let _ = tx.send(server.clone());
+        });
+        let thread = std::thread::Builder::new()
+            .name("server".into())
+            .spawn(move || self.start())
+            .map_err(Error::io("starting the server thread"))?;
+        match rx.recv() {
+            Ok(server) => Ok((server, thread)),
+            // The sender is gone without a server: `start` failed before listening.
+            Err(_) => {
+                let why = match thread.join() {
+                    Ok(Err(e)) => return Err(e),
+                    Ok(Ok(())) => "it stopped before listening",
+                    Err(_) => "its thread panicked",
+                };
+                Err(Error::io("starting the server")(std::io::Error::other(why)))
+            }
+        }
+    }
+
     /// Binds every listener and serves until SIGINT/SIGTERM or [`Server::stop`].
     /// Returns after an orderly shutdown; a bind failure names the address.
     pub fn start(self) -> Result<(), Error> {

@@ -190,6 +190,11 @@ fn several_listeners_each_with_its_protocol_and_a_named_bind_error() {
         .expect_err("in use");
     assert!(matches!(err, Error::Bind { addr, .. } if addr == taken), "{err}");
     assert!(err.to_string().contains(&taken.to_string()));
+    let spawned = Server::builder().signals(false).listen(taken.to_string(), Hooks::default).spawn();
+    assert!(
+        matches!(spawned, Err(Error::Bind { addr, .. }) if addr == taken),
+        "spawn reports the bind error too"
+    );
     running.stop();
 }
 

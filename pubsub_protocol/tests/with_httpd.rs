@@ -4,13 +4,13 @@
 mod util;
 
 use std::io::{Read, Write};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 
 use httpd::{Http, Site};
 use protocol_server::Server;
 use pubsub_protocol::packet::QoS;
 use pubsub_protocol::{Broker, Config, Mqtt};
-use util::{Client, PATIENCE};
+use util::Client;
 
 #[test]
 fn one_server_serves_http_and_mqtt_on_two_listeners() {
@@ -18,15 +18,12 @@ fn one_server_serves_http_and_mqtt_on_two_listeners() {
     site.access_log = false;
     let site = Arc::new(site);
     let broker = Arc::new(Broker::new(Config::default()));
-    let (tx, rx) = mpsc::channel();
     let builder = Server::builder()
         .threads(2)
         .signals(false)
         .listen("127.0.0.1:0", move || Http::new(Arc::clone(&site)))
-        .listen("127.0.0.1:0", move || Mqtt::new(Arc::clone(&broker)))
-        .on_init(move |s| tx.send(s.clone()).expect("test waits"));
-    let thread = std::thread::spawn(move || builder.start());
-    let server: Server = rx.recv_timeout(PATIENCE).expect("server starts");
+        .listen("127.0.0.1:0", move || Mqtt::new(Arc::clone(&broker)));
+    let (server, thread) = builder.spawn().expect("the server starts");
     let (http, mqtt) = (server.local_addrs()[0], server.local_addrs()[1]);
 
     let mut web = std::net::TcpStream::connect(http).expect("connect");

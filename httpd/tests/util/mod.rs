@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -74,15 +74,9 @@ pub fn start_with(adjust: impl FnOnce(&mut Site)) -> Running {
     site.access_log = false;
     adjust(&mut site);
     let site = Arc::new(site);
-    let (tx, rx) = mpsc::channel();
-    let builder = Server::builder()
-        .threads(2)
-        .port(0)
-        .signals(false)
-        .on_init(move |s| tx.send(s.clone()).expect("test waits"))
-        .protocol(move || Http::new(Arc::clone(&site)));
-    let thread = std::thread::spawn(move || builder.start());
-    let server = rx.recv_timeout(PATIENCE).expect("the server starts");
+    let builder =
+        Server::builder().threads(2).port(0).signals(false).protocol(move || Http::new(Arc::clone(&site)));
+    let (server, thread) = builder.spawn().expect("the server starts");
     let addr = server.local_addrs()[0];
     Running { site: temp, server, addr, thread }
 }

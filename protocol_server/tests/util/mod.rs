@@ -107,10 +107,7 @@ pub fn start(builder: Builder) -> Running {
 /// Starts `builder` as given.
 pub fn start_with_signals(builder: Builder) -> Running {
     let _ = env_logger::builder().is_test(std::env::var_os("TEST_LOG_STDERR").is_none()).try_init();
-    let (tx, rx) = mpsc::channel();
-    let builder = builder.on_init(move |server| tx.send(server.clone()).expect("test waits for on_init"));
-    let thread = std::thread::spawn(move || builder.start());
-    let server = rx.recv_timeout(PATIENCE).expect("the server starts");
+    let (server, thread) = builder.spawn().expect("the server starts");
     let addr = server.local_addrs()[0];
     Running { server, addr, thread }
 }

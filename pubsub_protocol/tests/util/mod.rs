@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use protocol_server::Server;
@@ -26,15 +26,9 @@ pub fn start() -> Running {
 pub fn start_with(config: Config) -> Running {
     let broker = Arc::new(Broker::new(config));
     let shared = Arc::clone(&broker);
-    let (tx, rx) = mpsc::channel();
-    let builder = Server::builder()
-        .threads(2)
-        .port(0)
-        .signals(false)
-        .on_init(move |s| tx.send(s.clone()).expect("test waits"))
-        .protocol(move || Mqtt::new(Arc::clone(&shared)));
-    let thread = std::thread::spawn(move || builder.start());
-    let server = rx.recv_timeout(PATIENCE).expect("broker starts");
+    let builder =
+        Server::builder().threads(2).port(0).signals(false).protocol(move || Mqtt::new(Arc::clone(&shared)));
+    let (server, thread) = builder.spawn().expect("the broker starts");
     let addr = server.local_addrs()[0];
     Running { broker, server, addr, thread }
 }
