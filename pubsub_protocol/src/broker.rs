@@ -123,7 +123,7 @@ pub struct Broker {
     pub(crate) subscriptions: RwLock<Trie<Arc<str>>>,
     pub(crate) retained: RwLock<HashMap<String, (Instant, Publish)>>,
     /// Publishers paused because a subscriber's queue is full (`Overflow::Block`).
-    blocked: Mutex<Vec<Conn>>,
+    blocked: Mutex<HashMap<ConnId, Conn>>,
     /// Counters.
     pub stats: Stats,
     next_client: AtomicU64,
@@ -137,6 +137,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Broker {
     /// A broker with these settings.
     pub fn new(config: Config) -> Broker {
+        // Packet ids are 16-bit and 0 is reserved: a window must leave ids free.
+        let config = Config { max_inflight: config.max_inflight.clamp(1, 60_000), ..config };
         Broker { config, started: Some(Instant::now()), ..Broker::default() }
     }
 
@@ -165,15 +167,15 @@ impl Broker {
     }
 
     /// Routes an incoming publish: the retained store, then every matching subscriber
-    /// once at min(publish QoS, granted QoS) ([MQTT-3.3.5-1]). Returns whether a
-    /// subscriber's queue is full (under `Overflow::Block` the publisher pauses).
-    pub(crate) fn publish(&self, msg: &Publish) -> bool {
+    /// once at min(publish QoS, granted QoS) ([MQTT-3.3.5-1]). Returns the sessions
+    /// whose queue is now full (under `Overflow::Block` the publisher waits for them).
+    pub(crate) fn publish(&self, msg: &Publish) -> Vec<Arc<Mutex<Session>>> {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
         if msg.retain {
             self.retain(msg);
         }
         let targets = self.subscriptions.read().unwrap_or_else(|p| p.into_inner()).subscribers(&msg.topic);
-        let mut full = false;
+        let mut full = Vec::new();
         for (client, granted) in targets {
             let Some(session) = self.session(&client) else { continue };
             let out = Publish {
@@ -183,7 +185,9 @@ impl Broker {
                 packet_id: None,
                 ..msg.clone()
             };
-            full |= self.deliver(&mut lock(&session), out);
+            if self.deliver(&mut lock(&session), out) {
+                full.push(session);
+            }
         }
         full
     }
@@ -248,8 +252,17 @@ impl Broker {
 
     /// Queues under the overflow policy; returns whether the queue is now full.
     fn enqueue(&self, session: &mut Session, msg: Publish) -> bool {
-        if session.queue.len() >= self.config.max_queued && self.config.overflow == Overflow::Drop {
+        // Under Block, publishers pause at max_queued; what cannot be paused (retained
+        // messages on subscribe, wills, $SYS) still meets a hard cap at twice that.
+        let cap = match self.config.overflow {
+            Overflow::Drop => self.config.max_queued,
+            Overflow::Block => self.config.max_queued.saturating_mul(2),
+        };
+        if session.queue.len() >= cap {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            if self.config.overflow == Overflow::Block {
+                return true;
+            }
             // Room by dropping the oldest queued QoS 0 message; with none, drop this one.
             match session.queue.iter().position(|(_, m)| m.qos == QoS::AtMostOnce) {
                 Some(i) if msg.qos != QoS::AtMostOnce => drop(session.queue.remove(i)),
@@ -281,25 +294,37 @@ impl Broker {
         }
     }
 
-    /// A publisher found a full queue under `Overflow::Block`: it stops reading until
-    /// a queue makes room.
-    pub(crate) fn block(&self, publisher: &Conn) {
-        lock(&self.blocked).push(publisher.clone());
+    /// A publisher found these queues full under `Overflow::Block`: it waits until a
+    /// queue makes room. Returns false if they all have room already (a drain ran
+    /// between the publish and this call: waiting would never be woken).
+    pub(crate) fn block(&self, publisher: &Conn, full: &[Arc<Mutex<Session>>]) -> bool {
+        lock(&self.blocked).insert(publisher.id(), publisher.clone());
+        let still_full = full.iter().any(|s| lock(s).queue.len() >= self.config.max_queued);
+        if !still_full {
+            lock(&self.blocked).remove(&publisher.id());
+        }
+        still_full
     }
 
-    fn wake_publishers(&self) {
+    /// Resumes every blocked publisher; each re-checks by publishing again.
+    pub(crate) fn wake_publishers(&self) {
         let blocked = std::mem::take(&mut *lock(&self.blocked));
-        blocked.iter().for_each(Conn::resume_reading);
+        blocked.values().for_each(Conn::resume_reading);
     }
 
-    /// Whether `publisher` is still paused (readiness alone must not resume it).
+    /// Forgets a publisher that went away.
+    pub(crate) fn unblock(&self, publisher: &Conn) {
+        lock(&self.blocked).remove(&publisher.id());
+    }
+
+    /// Whether `publisher` still waits (readiness alone must not resume it).
     pub(crate) fn is_blocked(&self, publisher: &Conn) -> bool {
-        lock(&self.blocked).iter().any(|c| c.id() == publisher.id())
+        lock(&self.blocked).contains_key(&publisher.id())
     }
 
     /// Publishers currently paused by `Overflow::Block`.
     pub fn blocked_publishers(&self) -> Vec<ConnId> {
-        lock(&self.blocked).iter().map(Conn::id).collect()
+        lock(&self.blocked).keys().copied().collect()
     }
 
     /// Drops expired retained and queued messages: a periodic task, so memory follows
@@ -321,6 +346,9 @@ impl Broker {
             dropped += before - s.queue.len();
         }
         self.stats.expired.fetch_add(dropped as u64, Ordering::Relaxed);
+        if dropped > 0 {
+            self.wake_publishers(); // queues shrank without a drain
+        }
     }
 
     /// Publishes the `$SYS/broker/...` topics, retained (as mosquitto does).

@@ -63,9 +63,10 @@ fn main() -> ExitCode {
             OverflowArg::Block => Overflow::Block,
         },
     };
-    let broker = Arc::new(Broker::new(config));
+    let broker = Arc::new(Broker::new(config.clone()));
     let periodic = Arc::clone(&broker);
     let sys_interval = args.sys_interval;
+    let expiry = config.message_expiry;
     let started = Server::builder()
         .address(args.address)
         .port(args.port)
@@ -78,12 +79,17 @@ fn main() -> ExitCode {
             }
             if sys_interval > 0 {
                 let (broker, s) = (Arc::clone(&periodic), server.clone());
-                let sys = move || {
-                    broker.publish_sys(&s);
-                    broker.sweep();
-                };
+                let sys = move || broker.publish_sys(&s);
                 if let Err(e) = server.run_every(Duration::from_secs(sys_interval), 0, sys) {
                     log::error!("cannot schedule $SYS updates: {e}");
+                }
+            }
+            if let Some(ttl) = expiry {
+                // Expired messages leave memory even if nobody reads them.
+                let broker = Arc::clone(&periodic);
+                let every = ttl.clamp(Duration::from_millis(100), Duration::from_secs(10));
+                if let Err(e) = server.run_every(every, 0, move || broker.sweep()) {
+                    log::error!("cannot schedule message expiry: {e}");
                 }
             }
         })

@@ -1,5 +1,6 @@
 //! The `Protocol`: one MQTT connection, from CONNECT to its will.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,32 +12,40 @@ use crate::packet::{
 };
 use crate::topic::valid_filter;
 
+/// Held-back PUBLISH packets of a blocked publisher before we stop reading its socket
+/// (everything else it sends, acknowledgements included, is still handled).
+const MAX_HELD: usize = 64;
+/// Socket reads per `on_data` call: a fast publisher yields its worker regularly.
+const READS_PER_TURN: usize = 4;
+
 /// One client connection.
 #[derive(Debug)]
 pub struct Mqtt {
     broker: Arc<Broker>,
-    /// Bytes of an incomplete packet.
+    /// Bytes of an incomplete packet (or not decoded yet: see `held`).
     input: Vec<u8>,
     /// Set by CONNECT.
     client: Option<(Arc<str>, Arc<Mutex<Session>>)>,
     /// Published if the connection ends without DISCONNECT ([MQTT-3.1.2-8]).
     will: Option<LastWill>,
-    /// Reading stopped: a subscriber's queue is full (`Overflow::Block`).
-    paused: bool,
+    /// A subscriber's queue is full (`Overflow::Block`): new PUBLISH packets wait in
+    /// `held`, in order, until the broker wakes us.
+    blocked: bool,
+    held: VecDeque<Publish>,
 }
 
 impl Mqtt {
     /// A connection to `broker`.
     pub fn new(broker: Arc<Broker>) -> Mqtt {
-        Mqtt { broker, input: Vec::new(), client: None, will: None, paused: false }
+        Mqtt { broker, input: Vec::new(), client: None, will: None, blocked: false, held: VecDeque::new() }
     }
 
     fn feed(&mut self, conn: &Conn, data: &[u8]) -> Result<(), String> {
         self.input.extend_from_slice(data);
         let mut used = 0;
         let result = loop {
-            if self.paused {
-                break Ok(()); // the rest waits in `input` until a queue has room
+            if self.held.len() >= MAX_HELD {
+                break Ok(()); // the rest waits, undecoded, until a queue has room
             }
             match packet::decode(&self.input[used..], self.broker.config.max_packet) {
                 Ok(Some((packet, size))) => {
@@ -56,6 +65,21 @@ impl Mqtt {
         result
     }
 
+    /// Woken (or never blocked): route held-back publishes, in order, until one finds
+    /// a full queue again.
+    fn release(&mut self, conn: &Conn) {
+        if self.blocked && self.broker.is_blocked(conn) {
+            return;
+        }
+        self.blocked = false;
+        while let Some(p) = self.held.pop_front() {
+            self.route(conn, &p);
+            if self.blocked {
+                break;
+            }
+        }
+    }
+
     fn handle(&mut self, conn: &Conn, packet: Packet) -> Result<(), String> {
         let Some((_, session)) = self.client.clone() else {
             return match packet {
@@ -65,6 +89,7 @@ impl Mqtt {
         };
         match packet {
             Packet::Connect(_) => Err("second CONNECT".into()), // [MQTT-3.1.0-2]
+            Packet::Publish(p) if self.blocked => self.hold(conn, p),
             Packet::Publish(p) => self.publish(conn, p),
             Packet::Puback(id) | Packet::Pubcomp(id) => {
                 let mut s = lock(&session);
@@ -120,13 +145,16 @@ impl Mqtt {
             (false, _) => c.client_id,
         };
         let id: Arc<str> = client_id.into();
-        let (session, present) = self.take_over(&id, c.clean_session, conn);
+        let (session, present) = self.take_over(&id, c.clean_session);
         // Keep-alive: the connection may be idle one and a half periods ([MQTT-3.1.2-24]).
         conn.set_timeout(Duration::from_millis(u64::from(c.keep_alive) * 1500));
         self.will = c.will;
         self.client = Some((Arc::clone(&id), Arc::clone(&session)));
-        write(conn, &Packet::Connack(Connack { session_present: present, code: ConnectReturn::Accepted }));
+        // One lock from attaching the connection to draining its queue: no PUBLISH can
+        // overtake CONNACK ([MQTT-3.1.4-4]) or the resent older messages ([MQTT-4.6.0]).
         let mut s = lock(&session);
+        s.conn = Some(conn.clone());
+        write(conn, &Packet::Connack(Connack { session_present: present, code: ConnectReturn::Accepted }));
         self.resend(&mut s); // a resumed session: unacknowledged messages first, with DUP
         self.broker.drain_queue(&mut s);
         Ok(())
@@ -134,7 +162,8 @@ impl Mqtt {
 
     /// Attaches this connection to the session of `id`, closing a connection that
     /// held it ([MQTT-3.1.4-2]); a clean session starts empty ([MQTT-3.1.2-6]).
-    fn take_over(&self, id: &Arc<str>, clean: bool, conn: &Conn) -> (Arc<Mutex<Session>>, bool) {
+    /// The connection itself is attached by `connect`, under the session lock.
+    fn take_over(&self, id: &Arc<str>, clean: bool) -> (Arc<Mutex<Session>>, bool) {
         let mut sessions = self.broker.sessions.write().unwrap_or_else(|p| p.into_inner());
         let existing = sessions.get(id).cloned();
         if let Some(old) = &existing {
@@ -149,15 +178,12 @@ impl Mqtt {
             Some(old) => {
                 let filters = lock(&old).filters.keys().cloned().collect();
                 self.forget(id, filters);
+                self.broker.wake_publishers(); // its queue is gone: blocked publishers may go on
                 (Arc::default(), false)
             }
             None => (Arc::default(), false),
         };
-        {
-            let mut s = lock(&session);
-            s.conn = Some(conn.clone());
-            s.clean = clean;
-        }
+        lock(&session).clean = clean;
         sessions.insert(Arc::clone(id), Arc::clone(&session));
         (session, present)
     }
@@ -186,28 +212,48 @@ impl Mqtt {
     }
 
     fn publish(&mut self, conn: &Conn, p: Publish) -> Result<(), String> {
-        let full = match (p.qos, p.packet_id) {
-            (QoS::AtMostOnce, _) => self.broker.publish(&p),
-            (QoS::AtLeastOnce, Some(id)) => {
-                let full = self.broker.publish(&p);
-                write(conn, &Packet::Puback(id)); // [MQTT-4.3.2-2]
-                full
-            }
-            (QoS::ExactlyOnce, Some(id)) => {
-                // Ids between PUBREC and PUBREL belong to the session: a PUBLISH resent
-                // after a reconnect is not routed twice ([MQTT-4.3.3-2]).
-                let first = self.client.as_ref().is_some_and(|(_, s)| lock(s).receiving.insert(id));
-                let full = first && self.broker.publish(&p);
-                write(conn, &Packet::Pubrec(id)); // [MQTT-4.3.3-2]
-                full
-            }
-            _ => return Err("QoS > 0 without a packet id".into()),
-        };
-        if full && self.broker.config.overflow == Overflow::Block {
-            self.paused = true;
-            self.broker.block(conn);
+        if p.qos != QoS::AtMostOnce && p.packet_id.is_none() {
+            return Err("QoS > 0 without a packet id".into());
         }
+        self.route(conn, &p);
         Ok(())
+    }
+
+    /// A PUBLISH that arrived while blocked waits its turn.
+    fn hold(&mut self, conn: &Conn, p: Publish) -> Result<(), String> {
+        if p.qos != QoS::AtMostOnce && p.packet_id.is_none() {
+            return Err("QoS > 0 without a packet id".into());
+        }
+        self.held.push_back(p);
+        self.release(conn); // woken meanwhile? then it goes now
+        Ok(())
+    }
+
+    /// Routes one publish and acknowledges it; under `Overflow::Block`, a full
+    /// subscriber queue blocks this publisher.
+    fn route(&mut self, conn: &Conn, p: &Publish) {
+        let full = match (p.qos, p.packet_id) {
+            // Ids between PUBREC and PUBREL belong to the session: a PUBLISH resent after
+            // a reconnect is not routed twice ([MQTT-4.3.3-2]).
+            (QoS::ExactlyOnce, Some(id)) => {
+                let first = self.client.as_ref().is_some_and(|(_, s)| lock(s).receiving.insert(id));
+                if first {
+                    self.broker.publish(p)
+                } else {
+                    Vec::new()
+                }
+            }
+            _ => self.broker.publish(p),
+        };
+        // Blocked before the acknowledgement leaves: whoever sees the ack sees the block.
+        if !full.is_empty() && self.broker.config.overflow == Overflow::Block {
+            self.blocked = self.broker.block(conn, &full);
+        }
+        match (p.qos, p.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => write(conn, &Packet::Puback(id)), // [MQTT-4.3.2-2]
+            (QoS::ExactlyOnce, Some(id)) => write(conn, &Packet::Pubrec(id)), // [MQTT-4.3.3-2]
+            _ => {}
+        }
     }
 
     fn subscribe(&self, conn: &Conn, session: &Arc<Mutex<Session>>, sub: Subscribe) {
@@ -267,22 +313,31 @@ impl Protocol for Mqtt {
     }
 
     fn on_data(&mut self, conn: &Conn) {
-        // Paused publishers read nothing until the broker wakes them (a new readiness
-        // event is not room in the subscriber's queue); then held-back input goes first.
-        if self.paused && self.broker.is_blocked(conn) {
-            return;
-        }
-        self.paused = false;
+        // Also how the broker wakes a blocked publisher: held-back publishes go first.
+        self.release(conn);
         if let Err(why) = self.feed(conn, &[]) {
             return self.refuse(conn, &why);
         }
         let mut chunk = [0u8; 16 * 1024];
-        while !self.paused {
+        for _ in 0..READS_PER_TURN {
+            if self.held.len() >= MAX_HELD {
+                return;
+            }
             let Ok(n @ 1..) = conn.read(&mut chunk) else { return };
             self.broker.stats.bytes_received.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             if let Err(why) = self.feed(conn, &chunk[..n]) {
                 return self.refuse(conn, &why);
             }
+        }
+    }
+
+    fn ping(&mut self, conn: &Conn) {
+        // Keep-alive expired ([MQTT-3.1.2-24]), unless we stopped reading this client
+        // ourselves (its PINGREQs may be waiting behind held-back publishes).
+        if self.held.len() >= MAX_HELD {
+            conn.touch();
+        } else {
+            conn.close();
         }
     }
 
@@ -294,6 +349,7 @@ impl Protocol for Mqtt {
     }
 
     fn on_close(&mut self, conn: &Conn) {
+        self.broker.unblock(conn);
         if let Some(will) = self.will.take() {
             let msg = Publish {
                 dup: false,
@@ -320,6 +376,8 @@ impl Protocol for Mqtt {
             if sessions.get(&id).is_some_and(|cur| Arc::ptr_eq(cur, &session)) {
                 sessions.remove(&id); // [MQTT-3.1.2-6]
             }
+            drop(sessions);
+            self.broker.wake_publishers(); // its queue is gone: blocked publishers may go on
         }
     }
 }

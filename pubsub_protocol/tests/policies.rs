@@ -134,3 +134,64 @@ fn sys_topics_report_the_broker() {
     }
     running.stop();
 }
+
+#[test]
+fn block_policy_never_deadlocks_a_client_subscribed_to_its_own_topic() {
+    let running =
+        start_with(Config { max_queued: 2, max_inflight: 1, overflow: Overflow::Block, ..Config::default() });
+    let (mut me, _) = Client::connect(running.addr, "echo-chamber", true, None);
+    me.subscribe("self", QoS::AtLeastOnce);
+    // Publish 30 messages to ourselves, acknowledging what comes back as it comes: our
+    // acks must be read even while our own publishes wait for queue room.
+    let mut next_id = 1u16;
+    let mut got = Vec::new();
+    let mut acked = 0;
+    while got.len() < 30 || acked < 30 {
+        if next_id <= 30 {
+            let p = pubsub_protocol::packet::Publish {
+                dup: false,
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                topic: "self".into(),
+                packet_id: Some(next_id),
+                payload: vec![next_id as u8],
+            };
+            me.send(&Packet::Publish(p));
+            next_id += 1;
+        }
+        match me.recv().expect("the broker keeps talking to us") {
+            Packet::Puback(_) => acked += 1,
+            Packet::Publish(m) => {
+                me.send(&Packet::Puback(m.packet_id.expect("QoS 1")));
+                got.push(m.payload[0]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, (1..=30).collect::<Vec<u8>>(), "every message, once, in order");
+    running.stop();
+}
+
+#[test]
+fn a_blocked_publisher_that_leaves_is_forgotten_and_a_discarded_queue_wakes_the_others() {
+    let running = start_with(Config { max_queued: 2, overflow: Overflow::Block, ..Config::default() });
+    offline_subscriber(&running, "gone");
+    let (mut p, _) = Client::connect(running.addr, "p", true, None);
+    for n in 0..2u8 {
+        p.publish("q", &[n], QoS::AtLeastOnce, false); // the second fills the queue
+    }
+    assert_eq!(running.broker.blocked_publishers().len(), 1, "the queue is full: p waits");
+    drop(p);
+    let deadline = Instant::now() + PATIENCE;
+    while !running.broker.blocked_publishers().is_empty() {
+        assert!(Instant::now() < deadline, "a departed publisher stayed in the blocked list");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (mut p2, _) = Client::connect(running.addr, "p2", true, None);
+    p2.publish("q", b"x", QoS::AtLeastOnce, false);
+    assert_eq!(running.broker.blocked_publishers().len(), 1);
+    // A clean session with the subscriber's id discards the full queue: p2 goes on.
+    let _fresh = Client::connect(running.addr, "gone", true, None);
+    p2.publish("q", b"y", QoS::AtLeastOnce, false); // answered: p2 was woken
+    running.stop();
+}
