@@ -205,22 +205,29 @@ impl Fields {
     fn add(&mut self, h: &httparse::Header<'_>) -> Result<(), Reject> {
         let text =
             || std::str::from_utf8(h.value).map(|v| v.trim().to_string()).map_err(|_| Reject::close(400));
-        match h.name.to_ascii_lowercase().as_str() {
-            "host" => self.hosts += 1,
-            "content-length" => self.content_length(text()?)?,
-            "transfer-encoding" => self.transfer_encoding = true,
-            "connection" => {
-                for token in text()?.split(',').map(|t| t.trim().to_ascii_lowercase()) {
-                    self.connection_close |= token == "close";
-                    self.connection_keep_alive |= token == "keep-alive";
-                }
+        // Compared in place: no lowercase copy of every header name of every request.
+        let is = |name: &str| h.name.eq_ignore_ascii_case(name);
+        if is("host") {
+            self.hosts += 1;
+        } else if is("content-length") {
+            self.content_length(text()?)?;
+        } else if is("transfer-encoding") {
+            self.transfer_encoding = true;
+        } else if is("connection") {
+            for token in text()?.split(',').map(str::trim) {
+                self.connection_close |= token.eq_ignore_ascii_case("close");
+                self.connection_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
             }
-            "expect" => self.expect_continue |= text()?.eq_ignore_ascii_case("100-continue"),
-            "if-none-match" => self.if_none_match = Some(text()?),
-            "if-modified-since" => self.if_modified_since = Some(text()?),
-            "range" => self.range = Some(text()?),
-            "if-range" => self.if_range = Some(text()?),
-            _ => {}
+        } else if is("expect") {
+            self.expect_continue |= text()?.eq_ignore_ascii_case("100-continue");
+        } else if is("if-none-match") {
+            self.if_none_match = Some(text()?);
+        } else if is("if-modified-since") {
+            self.if_modified_since = Some(text()?);
+        } else if is("range") {
+            self.range = Some(text()?);
+        } else if is("if-range") {
+            self.if_range = Some(text()?);
         }
         Ok(())
     }

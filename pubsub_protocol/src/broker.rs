@@ -175,9 +175,16 @@ impl Broker {
             self.retain(msg);
         }
         let targets = self.subscriptions.read().unwrap_or_else(|p| p.into_inner()).subscribers(&msg.topic);
+        // One read lock of the session map for the whole fan-out, not one per subscriber.
+        let sessions: Vec<_> = {
+            let all = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+            targets
+                .into_iter()
+                .filter_map(|(client, granted)| Some((all.get(&client)?.clone(), granted)))
+                .collect()
+        };
         let mut full = Vec::new();
-        for (client, granted) in targets {
-            let Some(session) = self.session(&client) else { continue };
+        for (session, granted) in sessions {
             let out = Publish {
                 dup: false,
                 retain: false,
