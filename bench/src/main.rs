@@ -42,7 +42,8 @@ struct Cli {
     /// Worker threads (processes for nginx) of the servers under test.
     #[arg(long, global = true, default_value_t = 2)]
     threads: usize,
-    /// Results folder [default: bench/results, bench/results/quick with --quick].
+    /// Results folder [default: bench/results, bench/results/quick with --quick]; only
+    /// a full run into the default folder updates BENCHMARKS.md.
     #[arg(long, global = true)]
     out: Option<PathBuf>,
     #[command(subcommand)]
@@ -76,6 +77,8 @@ pub struct Ctx {
     /// Threads (or nginx workers) of the servers.
     pub threads: usize,
     out: PathBuf,
+    /// Results go to the default folder, so a full run also updates `BENCHMARKS.md`.
+    publish: bool,
 }
 
 impl Ctx {
@@ -91,7 +94,7 @@ impl Ctx {
 
     /// A report for subcommand `name`; full runs also update `BENCHMARKS.md`.
     pub fn report(&self, name: &str) -> Result<Report> {
-        let md = (!self.quick).then(|| procs::workspace_root().join("BENCHMARKS.md"));
+        let md = self.publish.then(|| procs::workspace_root().join("BENCHMARKS.md"));
         let mut r = Report::new(&self.out, name, md)?;
         r.note(&machine_note(self));
         Ok(r)
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
     }
     let root = procs::workspace_root();
     let ctx = Ctx {
+        publish: !cli.quick && cli.out.is_none(),
         quick: cli.quick,
         pin: !cli.no_pin && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2,
         rounds: cli.rounds.unwrap_or(if cli.quick { 1 } else { 3 }).max(1),

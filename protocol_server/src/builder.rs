@@ -133,7 +133,9 @@ impl Builder {
         self
     }
 
-    /// Sent to connections refused at capacity before closing them.
+    /// Sent to connections refused at capacity before closing them. With
+    /// `processes(n > 1)` a full process refuses nothing: it stops accepting until a
+    /// connection closes, so a sibling with room takes the newcomers.
     pub fn busy_msg(mut self, msg: impl Into<Vec<u8>>) -> Self {
         self.busy_msg = Some(msg.into());
         self
@@ -269,6 +271,9 @@ impl Builder {
         };
         let mut reactor = reactor::Builder::new()
             .max_connections(capacity)
+            // Processes share the listener: a full one leaves connections to a sibling
+            // with room; a lone process answers busy_msg instead.
+            .wait_when_full(self.processes > 1)
             .grace(self.grace)
             .signals(self.signals)
             .build_with(Arc::clone(&pool), |handle| {

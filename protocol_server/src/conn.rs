@@ -172,7 +172,7 @@ impl Conn {
                 Ok(0)
             }
             Err(e) => {
-                self.abort(&format!("read failed: {e}"));
+                self.abort_io("read", &e);
                 Err(e)
             }
         }
@@ -254,7 +254,7 @@ impl Conn {
 
     fn failed(&self, out: std::sync::MutexGuard<'_, Output>, e: io::Error) -> Result<(), WriteError> {
         drop(out);
-        self.abort(&format!("write failed: {e}"));
+        self.abort_io("write", &e);
         Err(WriteError::Io(e.to_string()))
     }
 
@@ -296,10 +296,26 @@ impl Conn {
 
     /// Closes at once, dropping queued output (errors, misbehaving peers).
     pub(crate) fn abort(&self, why: &str) {
+        self.abort_logged(log::Level::Warn, why);
+    }
+
+    /// [`Conn::abort`] after a failed `op`: a peer that reset or vanished is routine
+    /// (clients are killed, benchmarks stop mid-request), so only other errors warn.
+    fn abort_io(&self, op: &str, e: &io::Error) {
+        use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        let level = if matches!(e.kind(), ConnectionReset | BrokenPipe | ConnectionAborted) {
+            log::Level::Debug
+        } else {
+            log::Level::Warn
+        };
+        self.abort_logged(level, &format!("{op} failed: {e}"));
+    }
+
+    fn abort_logged(&self, level: log::Level, why: &str) {
         if matches!(self.state(), SHUT | CLOSED | HIJACKED) {
             return;
         }
-        log::warn!("closing {:?} ({}): {why}", self.id(), self.peer());
+        log::log!(level, "closing {:?} ({}): {why}", self.id(), self.peer());
         lock(&self.0.output).clear();
         self.shut();
     }

@@ -38,6 +38,7 @@ pub struct Builder {
     nodelay: bool,
     events: usize,
     backlog: i32,
+    wait_when_full: bool,
 }
 
 impl Default for Builder {
@@ -49,6 +50,7 @@ impl Default for Builder {
             nodelay: true,
             events: 1024,
             backlog: 4096,
+            wait_when_full: false,
         }
     }
 }
@@ -63,6 +65,16 @@ impl Builder {
     /// Default: the open-file limit minus 64 descriptors kept for files and pipes.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = Some(n.min(MAX_CONNECTIONS));
+        self
+    }
+
+    /// At `max_connections`, stop accepting and leave new connections in the listen
+    /// queue until one closes, instead of handing them to [`Dispatch::on_rejected`]
+    /// (default false). For processes sharing one listener: a full process then lets
+    /// a sibling with room take the connection, as nginx does when its
+    /// `worker_connections` are used up.
+    pub fn wait_when_full(mut self, on: bool) -> Self {
+        self.wait_when_full = on;
         self
     }
 
@@ -135,6 +147,7 @@ impl Builder {
             settings: self,
             max_connections,
             accept_retry: None,
+            accept_paused: false,
             shutdown: None,
         })
     }
@@ -180,6 +193,8 @@ pub struct Reactor<D: Dispatch> {
     max_connections: usize,
     /// When to try `accept` again after running out of descriptors.
     accept_retry: Option<Instant>,
+    /// Full, and told to wait: accepting resumes when a connection closes.
+    accept_paused: bool,
     /// Set once shutdown began: the end of the grace period.
     shutdown: Option<Instant>,
 }
@@ -327,6 +342,10 @@ impl<D: Dispatch> Reactor<D> {
     /// Accepts until `WouldBlock`: the listener is edge-triggered.
     fn accept(&mut self, id: ListenerId) {
         loop {
+            if self.settings.wait_when_full && self.conns.len() >= self.max_connections {
+                self.accept_paused = true;
+                return;
+            }
             let Some(Some(listener)) = self.listeners.get(usize::from(id.0)) else { return };
             match listener.socket.accept() {
                 Ok((stream, _peer)) => self.open(stream, Origin::Listener(id)),
@@ -383,6 +402,13 @@ impl<D: Dispatch> Reactor<D> {
             log::debug!("reactor: deregistering {id:?}: {e}");
         }
         self.dispatch.on_closed(id);
+        if self.accept_paused && self.shutdown.is_none() {
+            // The listeners' edges were consumed while full: drain their queues now.
+            self.accept_paused = false;
+            for l in 0..self.listeners.len() {
+                self.accept(ListenerId(u16::try_from(l).expect("listener ids fit in u16")));
+            }
+        }
     }
 
     fn begin_shutdown(&mut self) {

@@ -92,6 +92,26 @@ fn connections_past_the_limit_are_rejected() {
 }
 
 #[test]
+fn when_told_to_wait_a_full_reactor_leaves_new_connections_queued_until_one_closes() {
+    let r = start(Builder::new().signals(false).max_connections(2).wait_when_full(true));
+    let _a = TcpStream::connect(r.addr).expect("connect");
+    let _b = TcpStream::connect(r.addr).expect("connect");
+    let first = opened(&r.rx);
+    opened(&r.rx);
+    let mut c = TcpStream::connect(r.addr).expect("the kernel queues the handshake");
+    round_trip(&r.handle);
+    let early: Vec<_> =
+        drain(&r.rx).into_iter().filter(|ev| matches!(ev, Ev::Open(..) | Ev::Rejected(_))).collect();
+    assert!(early.is_empty(), "a full reactor neither accepted nor rejected: {early:?}");
+    r.handle.close(first).expect("reactor running");
+    let third = opened(&r.rx);
+    assert_ne!(third, first, "the queued connection got a fresh id");
+    c.write_all(b"x").expect("the queued connection is open");
+    wait_ready(&r.rx, third, "readability of the queued connection", |ready| ready.readable);
+    r.stop();
+}
+
+#[test]
 fn attached_sockets_are_watched_like_accepted_ones() {
     let r = start(Builder::new().signals(false));
     let side = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
