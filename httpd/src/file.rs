@@ -1,16 +1,21 @@
 //! Serving a file: validators, conditional requests (304) and single byte ranges
 //! (206/416), per RFC 9110 §13 and §14.
 
-use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::cache::{FileCache, OpenFile};
 use crate::path::{resolve, Refused, Target};
 use crate::request::{Head, Method};
 use crate::response::{error, head, Body, Reply};
 
-/// Answers a parsed GET/HEAD request from the files under `root` (canonical).
-pub fn serve(root: &Path, req: &Head) -> Reply {
+/// Answers a parsed GET/HEAD request from the files under `root` (canonical),
+/// through `cache` (what a path resolved to, kept open for a while).
+pub fn serve(root: &Path, cache: &FileCache, req: &Head) -> Reply {
+    if let Some(hit) = cache.get(&req.path) {
+        return send(req, &hit);
+    }
     let close = !req.keep_alive;
     let head_only = req.method == Method::Head;
     let fail = |status: u16| error(status, req.minor, close, head_only, &[]);
@@ -22,19 +27,19 @@ pub fn serve(root: &Path, req: &Head) -> Reply {
             let location = format!("{path}{}", req.query);
             error(301, req.minor, close, head_only, &[("Location", &location)])
         }
-        Ok(Target::File(path)) => match File::open(&path).and_then(|f| Ok((f.metadata()?, f))) {
-            Ok((meta, file)) if meta.is_file() => send(req, &path, file, meta.len(), mtime(&meta)),
-            Ok(_) => fail(404),
+        Ok(Target::File(path)) => match OpenFile::open(path) {
+            Ok(Some(file)) => {
+                let file = Arc::new(file);
+                cache.insert(&req.path, Arc::clone(&file));
+                send(req, &file)
+            }
+            Ok(None) => fail(404),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => fail(403),
             // Out of descriptors (EMFILE, ENFILE) is our problem, not a missing file.
             Err(e) if matches!(e.raw_os_error(), Some(23 | 24)) => fail(503),
             Err(_) => fail(404),
         },
     }
-}
-
-fn mtime(meta: &std::fs::Metadata) -> SystemTime {
-    meta.modified().unwrap_or(UNIX_EPOCH)
 }
 
 /// The entity tag: modification time and length, as nginx makes it.
@@ -46,7 +51,8 @@ fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn send(req: &Head, path: &Path, file: File, len: u64, modified: SystemTime) -> Reply {
+fn send(req: &Head, file: &OpenFile) -> Reply {
+    let (len, modified) = (file.len, file.modified);
     let close = !req.keep_alive;
     let tag = etag(len, modified);
     let last_modified = httpdate::fmt_http_date(modified);
@@ -59,7 +65,7 @@ fn send(req: &Head, path: &Path, file: File, len: u64, modified: SystemTime) -> 
             close,
         };
     }
-    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let mime = mime_guess::from_path(&file.path).first_or_octet_stream();
     let (status, offset, count) = match chosen_range(req, &tag, modified, len) {
         Chosen::Whole => (200, 0, len),
         Chosen::Part(start, end) => (206, start, end - start + 1),
@@ -81,8 +87,10 @@ fn send(req: &Head, path: &Path, file: File, len: u64, modified: SystemTime) -> 
     }
     let body = if req.method == Method::Head || count == 0 {
         Body::Empty
+    } else if let Some(bytes) = &file.bytes {
+        Body::Shared { bytes: Arc::clone(bytes), offset, len: count }
     } else {
-        Body::File { file, offset, len: count }
+        Body::File { file: Arc::clone(&file.file), offset, len: count }
     };
     Reply { status, head: head(status, req.minor, close, &fields), body, close }
 }

@@ -43,6 +43,10 @@ struct Args {
     /// No access log (benchmarks).
     #[arg(long)]
     quiet: bool,
+    /// Seconds an opened file (and a small file's bytes) is reused before its path is
+    /// resolved again, like nginx's open_file_cache_valid (0: resolve every request).
+    #[arg(long, default_value_t = 1)]
+    open_file_cache: u64,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
     };
     site.access_log = !args.quiet;
     site.header_timeout = Duration::from_secs(args.header_timeout.max(1));
+    site.file_cache = Arc::new(httpd::cache::FileCache::new(Duration::from_secs(args.open_file_cache)));
     let root = site.root.clone();
     let site = Arc::new(site);
     let started = Server::builder()

@@ -110,7 +110,7 @@ impl Http {
                     used += size + body_here;
                     self.discard = head.body - body_here as u64;
                     self.head_complete(conn);
-                    let reply = file::serve(&self.site.root, &head);
+                    let reply = file::serve(&self.site.root, &self.site.file_cache, &head);
                     self.send(conn, reply, &head.line);
                     if self.discard > 0 {
                         used = input.len(); // all that follows is body, dropped as it comes
@@ -161,6 +161,13 @@ impl Http {
             Body::Empty => conn.write_move(head),
             Body::Bytes(bytes) => {
                 head.extend_from_slice(&bytes);
+                conn.write_move(head)
+            }
+            Body::Shared { bytes, offset, len } => {
+                // Both within the file's length: `send` chose the range from it.
+                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+                let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)).min(bytes.len());
+                head.extend_from_slice(&bytes[start..end]);
                 conn.write_move(head)
             }
             Body::File { file, offset, len } => {

@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::fs::File;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A response ready to queue: its head, then maybe a body.
@@ -25,10 +26,19 @@ pub enum Body {
     Empty,
     /// A small generated page.
     Bytes(Vec<u8>),
+    /// `len` bytes from `offset` of a small file held in memory (the open-file cache).
+    Shared {
+        /// The whole file.
+        bytes: Arc<[u8]>,
+        /// First byte to send.
+        offset: u64,
+        /// Bytes to send.
+        len: u64,
+    },
     /// `len` bytes of a file from `offset`, sent with `sendfile(2)`.
     File {
-        /// The open file.
-        file: File,
+        /// The open file (shared with the open-file cache).
+        file: Arc<File>,
         /// First byte to send.
         offset: u64,
         /// Bytes to send.
@@ -42,7 +52,7 @@ impl Reply {
         match &self.body {
             Body::Empty => 0,
             Body::Bytes(b) => b.len() as u64,
-            Body::File { len, .. } => *len,
+            Body::Shared { len, .. } | Body::File { len, .. } => *len,
         }
     }
 }

@@ -164,3 +164,38 @@ fn a_client_pipelining_without_reading_holds_back_requests_not_descriptors() {
     writer.join().expect("writer");
     running.stop();
 }
+
+#[test]
+fn the_open_file_cache_serves_what_it_opened_until_it_expires_and_can_be_turned_off() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let get = |running: &Running, path: &str| curl(running, path, &[]);
+    let cached = util::start_with(|site| {
+        site.file_cache = Arc::new(httpd::cache::FileCache::new(Duration::from_secs(3600)))
+    });
+    let file = cached.site.root().join("hello.txt");
+    assert_eq!(get(&cached, "/hello.txt").2, b"Hello, World!");
+    std::fs::write(&file, "changed, and longer").expect("rewrite the file");
+    let (status, head, body) = get(&cached, "/hello.txt");
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &b"Hello, World!"[..]),
+        "a trusted entry is served as opened"
+    );
+    assert_eq!(field(&head, "content-length").as_deref(), Some("13"));
+    let (status, _, body) = get(&cached, "/hello.txt");
+    assert_eq!((status, body.as_slice()), (200, &b"Hello, World!"[..]));
+    let (status, _, body) = curl(&cached, "/hello.txt", &["-r", "7-11"]);
+    assert_eq!((status, body.as_slice()), (206, &b"World"[..]), "ranges of a held file come from memory");
+    assert_eq!(get(&cached, "/4k.bin").2.len(), 4096);
+
+    let uncached =
+        util::start_with(|site| site.file_cache = Arc::new(httpd::cache::FileCache::new(Duration::ZERO)));
+    let file = uncached.site.root().join("hello.txt");
+    assert_eq!(get(&uncached, "/hello.txt").2, b"Hello, World!");
+    std::fs::write(&file, "changed").expect("rewrite the file");
+    assert_eq!(get(&uncached, "/hello.txt").2, b"changed", "with the cache off every request resolves again");
+    std::fs::remove_file(&file).expect("remove the file");
+    assert_eq!(get(&uncached, "/hello.txt").0, 404);
+}

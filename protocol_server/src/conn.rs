@@ -196,8 +196,15 @@ impl Conn {
 
     /// Sends `len` bytes of `file` from `offset` (`None`: to the end) with
     /// `sendfile(2)`: the file is never read into memory (unless read/write hooks are
-    /// set, which need the bytes).
-    pub fn send_file(&self, file: File, offset: u64, len: Option<u64>) -> Result<(), WriteError> {
+    /// set, which need the bytes). An `Arc<File>` lets one open file serve many
+    /// connections at once: `sendfile` with an offset never moves a shared position.
+    pub fn send_file(
+        &self,
+        file: impl Into<Arc<File>>,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<(), WriteError> {
+        let file = file.into();
         let end = match len {
             Some(len) => offset.saturating_add(len),
             None => file.metadata().map_err(|e| WriteError::Io(e.to_string()))?.len(),

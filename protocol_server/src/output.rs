@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 /// Where flushed bytes go: the socket directly, or the connection's read/write hooks.
 pub(crate) trait Sink {
@@ -18,7 +19,7 @@ pub(crate) trait Sink {
 
 pub(crate) enum Chunk {
     Bytes { data: Vec<u8>, sent: usize, urgent: bool },
-    File { file: File, offset: u64, end: u64, started: bool },
+    File { file: Arc<File>, offset: u64, end: u64, started: bool },
 }
 
 impl Chunk {
@@ -230,7 +231,7 @@ mod tests {
         std::fs::write(&path, b"0123456789").expect("temp file");
         let file = File::open(&path).expect("open");
         let mut out = Output::default();
-        out.push(Chunk::File { file, offset: 2, end: 7, started: false });
+        out.push(Chunk::File { file: Arc::new(file), offset: 2, end: 7, started: false });
         assert_eq!((out.queued(), out.memory()), (5, 0), "a file range holds no memory");
         out.push_urgent(Chunk::bytes(b">".to_vec()));
         let mut sink = Slow { got: Vec::new(), room: 100 };
