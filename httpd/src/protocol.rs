@@ -19,6 +19,8 @@ const MAX_UNSENT_RESPONSES: usize = 64;
 const MAX_UNSENT_BYTES: usize = 1 << 20;
 /// Reads per `on_data` call; the framework calls again after other connections ran.
 const READS_PER_TURN: usize = 4;
+/// Answers to pipelined requests are gathered into one write up to this size.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// One HTTP/1.x connection. Holds no buffer between requests: the input buffer
 /// exists only while a request head is incomplete (or paused behind unsent output).
@@ -37,6 +39,9 @@ pub struct Http {
     unsent: usize,
     /// Reading stopped until queued output drains (`on_ready`).
     paused: bool,
+    /// Answers not yet handed to the connection: the requests of one read go out in
+    /// one write (empty, without capacity, between reads).
+    out: Vec<u8>,
     peer: Option<SocketAddr>,
     done: bool,
 }
@@ -52,6 +57,7 @@ impl Http {
             idle_timeout: None,
             unsent: 0,
             paused: false,
+            out: Vec::new(),
             peer: None,
             done: false,
         }
@@ -128,6 +134,25 @@ impl Http {
             self.input = input[used..].to_vec();
             self.started.get_or_insert_with(Instant::now);
         }
+        if self.flush(conn).is_err() {
+            self.finish(conn);
+        }
+    }
+
+    /// Hands the gathered answers to the connection.
+    fn flush(&mut self, conn: &Conn) -> Result<(), protocol_server::WriteError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        conn.write_move(std::mem::take(&mut self.out))
+    }
+
+    /// No more requests on this connection: close once the answers are out.
+    fn finish(&mut self, conn: &Conn) {
+        self.done = true;
+        self.input = Vec::new();
+        self.out = Vec::new();
+        conn.close();
     }
 
     /// Whether queued output is large enough to stop answering for now.
@@ -156,28 +181,34 @@ impl Http {
             log::info!(target: "access", "{peer} - - [{}] \"{line}\" {} {}", clf_date(), reply.status, reply.body_len());
         }
         self.unsent += 1;
-        let Reply { mut head, body, close, .. } = reply;
-        let sent = match body {
-            Body::Empty => conn.write_move(head),
+        let Reply { head, body, close, .. } = reply;
+        if self.out.is_empty() {
+            self.out = head;
+        } else {
+            self.out.extend_from_slice(&head);
+        }
+        let mut sent = match body {
+            Body::Empty => Ok(()),
             Body::Bytes(bytes) => {
-                head.extend_from_slice(&bytes);
-                conn.write_move(head)
+                self.out.extend_from_slice(&bytes);
+                Ok(())
             }
             Body::Shared { bytes, offset, len } => {
                 // Both within the file's length: `send` chose the range from it.
                 let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
                 let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)).min(bytes.len());
-                head.extend_from_slice(&bytes[start..end]);
-                conn.write_move(head)
+                self.out.extend_from_slice(&bytes[start..end]);
+                Ok(())
             }
             Body::File { file, offset, len } => {
-                conn.write_move(head).and_then(|()| conn.send_file(file, offset, Some(len)))
+                self.flush(conn).and_then(|()| conn.send_file(file, offset, Some(len)))
             }
         };
+        if close || self.out.len() >= BATCH_BYTES {
+            sent = sent.and_then(|()| self.flush(conn));
+        }
         if close || sent.is_err() {
-            self.done = true;
-            self.input = Vec::new();
-            conn.close();
+            self.finish(conn);
         }
     }
 
