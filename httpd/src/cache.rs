@@ -119,30 +119,13 @@ impl FileCache {
 mod tests {
     use super::*;
 
-    fn temp_file(bytes: &[u8]) -> (tempdir::Dir, PathBuf) {
-        let dir = tempdir::Dir::new();
+    use crate::test_dir::TempDir;
+
+    fn temp_file(bytes: &[u8]) -> (TempDir, PathBuf) {
+        let dir = TempDir::new("cache");
         let path = dir.0.join("f.txt");
         std::fs::write(&path, bytes).expect("write a temp file");
         (dir, path)
-    }
-
-    mod tempdir {
-        /// A folder removed on drop.
-        pub struct Dir(pub std::path::PathBuf);
-        impl Dir {
-            pub fn new() -> Dir {
-                static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let p = std::env::temp_dir().join(format!("httpd-cache-{}-{n}", std::process::id()));
-                std::fs::create_dir_all(&p).expect("create a temp dir");
-                Dir(p)
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub mod path;
 mod protocol;
 pub mod request;
 pub mod response;
+#[cfg(test)]
+mod test_dir;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -96,8 +96,10 @@ pub fn resolve(root: &Path, raw: &str) -> Result<Target, Refused> {
 mod tests {
     use super::*;
 
-    fn site() -> (tempdir::Dir, PathBuf) {
-        let dir = tempdir::Dir::new("path");
+    use crate::test_dir::TempDir;
+
+    fn site() -> (TempDir, PathBuf) {
+        let dir = TempDir::new("path");
         std::fs::create_dir_all(dir.0.join("www/sub")).expect("mkdir");
         std::fs::write(dir.0.join("www/a.txt"), "a").expect("write");
         std::fs::write(dir.0.join("www/sub/index.html"), "i").expect("write");
@@ -105,29 +107,6 @@ mod tests {
         std::os::unix::fs::symlink(dir.0.join("secret.txt"), dir.0.join("www/link")).expect("symlink");
         let root = dir.0.join("www").canonicalize().expect("root");
         (dir, root)
-    }
-
-    mod tempdir {
-        pub struct Dir(pub std::path::PathBuf);
-        impl Dir {
-            pub fn new(name: &str) -> Dir {
-                let n =
-                    std::sync::atomic::AtomicUsize::new(0).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let path = std::env::temp_dir().join(format!(
-                    "httpd-{name}-{}-{n}-{:?}",
-                    std::process::id(),
-                    std::thread::current().id()
-                ));
-                let _ = std::fs::remove_dir_all(&path);
-                std::fs::create_dir_all(&path).expect("temp dir");
-                Dir(path)
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
     }
 
     #[test]
