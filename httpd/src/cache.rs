@@ -36,6 +36,12 @@ pub struct OpenFile {
     pub modified: SystemTime,
     /// Its bytes, for files up to [`MAX_INLINE`].
     pub bytes: Option<Arc<[u8]>>,
+    /// `ETag`, `Last-Modified` and `Content-Type` values, made once per open.
+    pub etag: String,
+    /// See `etag`.
+    pub last_modified: String,
+    /// See `etag`.
+    pub content_type: String,
     opened: Instant,
 }
 
@@ -51,7 +57,17 @@ impl OpenFile {
         // A file that changes while we read it is sent from the descriptor instead.
         let bytes = (len <= MAX_INLINE).then(|| read_all(&file, len)).flatten();
         let modified = meta.modified().unwrap_or(UNIX_EPOCH);
-        Ok(Some(OpenFile { path, file: Arc::new(file), len, modified, bytes, opened: Instant::now() }))
+        Ok(Some(OpenFile {
+            etag: crate::file::etag(len, modified),
+            last_modified: httpdate::fmt_http_date(modified),
+            content_type: mime_guess::from_path(&path).first_or_octet_stream().essence_str().to_string(),
+            path,
+            file: Arc::new(file),
+            len,
+            modified,
+            bytes,
+            opened: Instant::now(),
+        }))
     }
 }
 

@@ -43,7 +43,7 @@ pub fn serve(root: &Path, cache: &FileCache, req: &Head) -> Reply {
 }
 
 /// The entity tag: modification time and length, as nginx makes it.
-fn etag(len: u64, modified: SystemTime) -> String {
+pub(crate) fn etag(len: u64, modified: SystemTime) -> String {
     format!("\"{:x}-{len:x}\"", secs(modified))
 }
 
@@ -54,10 +54,9 @@ fn secs(t: SystemTime) -> u64 {
 fn send(req: &Head, file: &OpenFile) -> Reply {
     let (len, modified) = (file.len, file.modified);
     let close = !req.keep_alive;
-    let tag = etag(len, modified);
-    let last_modified = httpdate::fmt_http_date(modified);
-    let validators = [("ETag", tag.as_str()), ("Last-Modified", last_modified.as_str())];
-    if not_modified(req, &tag, modified) {
+    let tag = file.etag.as_str();
+    let validators = [("ETag", tag), ("Last-Modified", file.last_modified.as_str())];
+    if not_modified(req, tag, modified) {
         return Reply {
             status: 304,
             head: head(304, req.minor, close, &validators),
@@ -65,8 +64,7 @@ fn send(req: &Head, file: &OpenFile) -> Reply {
             close,
         };
     }
-    let mime = mime_guess::from_path(&file.path).first_or_octet_stream();
-    let (status, offset, count) = match chosen_range(req, &tag, modified, len) {
+    let (status, offset, count) = match chosen_range(req, tag, modified, len) {
         Chosen::Whole => (200, 0, len),
         Chosen::Part(start, end) => (206, start, end - start + 1),
         Chosen::Unsatisfiable => {
@@ -77,7 +75,7 @@ fn send(req: &Head, file: &OpenFile) -> Reply {
     let content_range = format!("bytes {offset}-{}/{len}", offset + count.saturating_sub(1));
     let count_text = count.to_string();
     let mut fields = vec![
-        ("Content-Type", mime.essence_str()),
+        ("Content-Type", file.content_type.as_str()),
         ("Content-Length", count_text.as_str()),
         ("Accept-Ranges", "bytes"),
     ];
