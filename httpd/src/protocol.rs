@@ -245,7 +245,10 @@ impl Protocol for Http {
     }
 
     fn on_open(&mut self, conn: &Conn) {
-        self.peer = conn.peer_addr().ok();
+        // Only the access log wants it: a system call per connection otherwise.
+        if self.site.access_log {
+            self.peer = conn.peer_addr().ok();
+        }
     }
 
     fn on_data(&mut self, conn: &Conn) {

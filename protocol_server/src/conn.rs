@@ -382,7 +382,11 @@ impl Conn {
             self.0.state.store(previous, Ordering::Release);
             return;
         }
-        let _ = self.0.stream.shutdown(std::net::Shutdown::Both);
+        // A lingering connection sent its FIN already; the descriptor closes when
+        // the reactor lets go of it.
+        if previous != LINGERING {
+            let _ = self.0.stream.shutdown(std::net::Shutdown::Both);
+        }
         if self.0.server.reactor().close(self.id()).is_err() {
             log::debug!("{:?}: the reactor is gone; it closed every connection on its way out", self.id());
         }
