@@ -102,8 +102,7 @@ struct Step {
 /// Runs `bench conns`.
 pub fn run(ctx: &Ctx) -> Result<()> {
     let steps: Vec<usize> = if ctx.quick { vec![500, 2_000] } else { vec![10_000, 2 * PER_CLIENT] };
-    let tmp =
-        tempfile::Builder::new().prefix("bench-conns-").tempdir().context(|| "creating a temp dir".into())?;
+    let tmp = procs::temp_dir("bench-conns-")?;
     let site = tmp.path().join("site");
     std::fs::create_dir_all(&site).context(|| format!("creating {}", site.display()))?;
     std::fs::write(site.join("hello.txt"), b"Hello, World!").context(|| "writing hello.txt".into())?;

@@ -104,8 +104,7 @@ struct Contender {
 
 /// Runs `bench http`.
 pub fn run(ctx: &Ctx) -> Result<()> {
-    let tmp =
-        tempfile::Builder::new().prefix("bench-http-").tempdir().context(|| "creating a temp dir".into())?;
+    let tmp = procs::temp_dir("bench-http-")?;
     let site = write_site(tmp.path())?;
     let lua = tmp.path().join("pipeline.lua");
     fs::write(&lua, PIPELINE_LUA).context(|| format!("writing {}", lua.display()))?;

@@ -75,6 +75,17 @@ pub fn workspace_binaries() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// A temporary folder for an anchor's configuration and files, removed on drop.
+/// World-readable: nginx started as root serves from it with unprivileged workers.
+pub fn temp_dir(prefix: &str) -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(fs::Permissions::from_mode(0o755))
+        .tempdir()
+        .context(|| format!("creating a temp dir {prefix}*"))
+}
+
 /// The workspace this binary was built from.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
