@@ -1,4 +1,4 @@
-//! Medians over alternating rounds, ratios per round, and latency percentiles.
+//! Medians over alternating rounds, and ratios taken round by round.
 
 /// Median with the spread it came from: what every figure in a table is.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,15 +47,6 @@ pub fn show(summary: Option<Summary>, digits: usize) -> String {
     summary.map_or_else(|| "–".to_string(), |s| s.show(digits))
 }
 
-/// The `p`-th percentile (0–100) of sorted samples, nearest rank; 0 when empty.
-pub fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,14 +65,5 @@ mod tests {
     fn ratios_pair_rounds() {
         let s = Summary::of_ratios(&[2.0, 3.0, 4.0], &[1.0, 1.0, 0.0]).expect("two rounds have an anchor");
         assert_eq!((s.min, s.max), (2.0, 3.0));
-    }
-
-    #[test]
-    fn percentile_nearest_rank() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 50.0), 50);
-        assert_eq!(percentile(&v, 99.0), 99);
-        assert_eq!(percentile(&v, 99.9), 100);
-        assert_eq!(percentile(&[], 50.0), 0);
     }
 }

@@ -1,9 +1,0 @@
-//! `bench mqtt` (being written).
-
-use crate::error::Result;
-use crate::Ctx;
-
-/// Runs the subcommand.
-pub fn run(_ctx: &Ctx) -> Result<()> {
-    Ok(())
-}
