@@ -120,6 +120,7 @@ impl<T> Ring<T> {
     /// Appends `value`, or hands it back if the ring is full or closed. Never blocks.
     pub fn push(&self, value: T) -> Result<(), PushError<T>> {
         let mut tail = self.tail.load(Ordering::Relaxed);
+        let mut contended = 0u32;
         loop {
             if tail & CLOSED != 0 {
                 return Err(PushError::Closed(value));
@@ -134,7 +135,12 @@ impl<T> Ring<T> {
                         self.fill(slot, pos, value);
                         return Ok(());
                     }
-                    Err(current) => tail = current,
+                    Err(current) => {
+                        // Another producer won the slot: back off before retrying, so
+                        // that producers stop taking the cache line from each other.
+                        backoff(&mut contended);
+                        tail = current;
+                    }
                 }
             } else if (stamp as isize).wrapping_sub(pos as isize) < 0 {
                 // The slot still holds the value pushed one lap ago.
@@ -320,4 +326,13 @@ mod tests {
         producers.into_iter().for_each(|h| h.join().expect("producer panicked"));
         assert_eq!(consumer.pop(), Pop::Empty);
     }
+}
+
+/// Spins 1, 2, 4, ... 64 times on successive calls (exponential backoff, as
+/// crossbeam's `Backoff::spin`).
+fn backoff(step: &mut u32) {
+    for _ in 0..1u32 << (*step).min(6) {
+        std::hint::spin_loop();
+    }
+    *step += 1;
 }
