@@ -201,7 +201,10 @@ impl Http {
                 Ok(())
             }
             Body::File { file, offset, len } => {
-                self.flush(conn).and_then(|()| conn.send_file(file, offset, Some(len)))
+                // The head (and the answers gathered before it) leave with the file's
+                // first bytes, in full segments.
+                let head = std::mem::take(&mut self.out);
+                conn.write_corked(head).and_then(|()| conn.send_file(file, offset, Some(len)))
             }
         };
         if close || self.out.len() >= BATCH_BYTES {

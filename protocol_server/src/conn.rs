@@ -17,7 +17,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -192,6 +192,13 @@ impl Conn {
     /// is finished first, so the byte stream stays well-formed).
     pub fn write_urgent(&self, data: Vec<u8>) -> Result<(), WriteError> {
         self.enqueue(Queued::Owned(data), true)
+    }
+
+    /// [`Conn::write_move`] for bytes that something else written at once follows
+    /// (a response head before [`Conn::send_file`]): the kernel holds them
+    /// (`MSG_MORE`) so both leave in full segments, like nginx's `tcp_nopush`.
+    pub fn write_corked(&self, data: Vec<u8>) -> Result<(), WriteError> {
+        self.enqueue(Queued::Chunk(Chunk::bytes_before_more(data)), false)
     }
 
     /// Sends `len` bytes of `file` from `offset` (`None`: to the end) with
@@ -650,6 +657,15 @@ impl Sink for ConnSink<'_> {
             Some(hooks) => hooks.write(self.stream, buf),
             None => (&*self.stream).write(buf),
         }
+    }
+
+    fn write_more(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if lock(self.hooks).is_some() {
+            return self.write(buf);
+        }
+        // nix names no MSG_MORE (Linux-only); the bit goes to send(2) as is.
+        let more = nix::sys::socket::MsgFlags::from_bits_retain(nix::libc::MSG_MORE);
+        nix::sys::socket::send(self.stream.as_fd().as_raw_fd(), buf, more).map_err(Into::into)
     }
 
     fn send_file(&mut self, file: &File, offset: u64, len: usize) -> Option<io::Result<usize>> {

@@ -12,19 +12,39 @@ use std::sync::Arc;
 /// Where flushed bytes go: the socket directly, or the connection's read/write hooks.
 pub(crate) trait Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
+    /// [`Sink::write`], telling the kernel more follows at once (`MSG_MORE`).
+    fn write_more(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write(buf)
+    }
     /// Sends up to `len` bytes of `file` from `offset`; `None` if this sink cannot
     /// (hooks that transform bytes), in which case the file is read and written.
     fn send_file(&mut self, file: &File, offset: u64, len: usize) -> Option<io::Result<usize>>;
 }
 
 pub(crate) enum Chunk {
-    Bytes { data: Vec<u8>, sent: usize, urgent: bool },
-    File { file: Arc<File>, offset: u64, end: u64, started: bool },
+    /// `more`: what follows is sent right after, so hold these bytes back for a full
+    /// segment (a response head before its file, as nginx's `tcp_nopush`).
+    Bytes {
+        data: Vec<u8>,
+        sent: usize,
+        urgent: bool,
+        more: bool,
+    },
+    File {
+        file: Arc<File>,
+        offset: u64,
+        end: u64,
+        started: bool,
+    },
 }
 
 impl Chunk {
     pub(crate) fn bytes(data: Vec<u8>) -> Chunk {
-        Chunk::Bytes { data, sent: 0, urgent: false }
+        Chunk::Bytes { data, sent: 0, urgent: false, more: false }
+    }
+
+    pub(crate) fn bytes_before_more(data: Vec<u8>) -> Chunk {
+        Chunk::Bytes { data, sent: 0, urgent: false, more: true }
     }
 
     fn remaining(&self) -> usize {
@@ -60,7 +80,8 @@ impl Chunk {
                 return Ok(true);
             }
             let n = match self {
-                Chunk::Bytes { data, sent, .. } => retry(|| sink.write(&data[*sent..])),
+                Chunk::Bytes { data, sent, more: false, .. } => retry(|| sink.write(&data[*sent..])),
+                Chunk::Bytes { data, sent, more: true, .. } => retry(|| sink.write_more(&data[*sent..])),
                 Chunk::File { file, offset, end, .. } => send_file(sink, file, *offset, *end),
             };
             let n = match n {

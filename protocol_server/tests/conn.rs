@@ -49,7 +49,7 @@ fn write_urgent_goes_ahead_of_queued_output_but_not_into_a_started_buffer() {
 }
 
 #[test]
-fn send_file_sends_a_byte_range_and_whole_files() {
+fn send_file_sends_a_byte_range_and_whole_files_after_corked_heads() {
     let path = std::env::temp_dir().join(format!("send-file-{}", std::process::id()));
     let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&path, &content).expect("temp file");
@@ -57,7 +57,9 @@ fn send_file_sends_a_byte_range_and_whole_files() {
     let hooks = Hooks {
         on_data: on_request(move |c| {
             let open = || std::fs::File::open(&p).expect("the temp file exists");
+            c.write_corked(b"head:".to_vec()).expect("head queued");
             c.send_file(open(), 10, Some(5)).expect("range queued");
+            c.write_corked(b"head2:".to_vec()).expect("second head queued");
             c.send_file(open(), 0, None).expect("whole file queued");
         }),
         ..Hooks::default()
@@ -67,7 +69,9 @@ fn send_file_sends_a_byte_range_and_whole_files() {
         start(Server::builder().threads(2).port(0).max_output(1 << 20).protocol(move || hooks.clone()));
     let mut client = running.connect();
     client.write_all(b"go").expect("write");
+    assert_eq!(read_n(&mut client, 5), b"head:", "corked bytes come first, whole");
     assert_eq!(read_n(&mut client, 5), &content[10..15]);
+    assert_eq!(read_n(&mut client, 6), b"head2:");
     assert!(read_n(&mut client, content.len()) == content, "whole file intact");
     std::fs::remove_file(&path).expect("cleanup");
     running.stop();
