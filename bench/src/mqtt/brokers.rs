@@ -6,6 +6,7 @@ use std::fs::{self, File};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use super::sink::Sink;
 use crate::error::{Context, Result};
@@ -86,6 +87,15 @@ impl Brokers {
             Contender::Ours => self.ours.addr,
             Contender::Mosquitto => self.mosquitto.addr,
             Contender::Sink => self.sink.addr,
+        }
+    }
+
+    /// CPU time of `c`'s processes so far; zero for the in-process sink.
+    pub fn cpu_time(&self, c: Contender) -> Duration {
+        match c {
+            Contender::Ours => self.ours.cpu_time(),
+            Contender::Mosquitto => self.mosquitto.cpu_time(),
+            Contender::Sink => Duration::ZERO,
         }
     }
 

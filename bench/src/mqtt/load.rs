@@ -60,7 +60,13 @@ pub struct Scenario {
 
 /// Runs `scenario` against the broker at `addr`; `run_id` makes client ids and the
 /// topic unique, so no session or subscription of an earlier run interferes.
-pub fn run(addr: SocketAddr, scenario: &Scenario, run_id: u64) -> Result<Outcome> {
+/// `broker_cpu` reads the broker's CPU time so far (sampled when the generator's is).
+pub fn run(
+    addr: SocketAddr,
+    scenario: &Scenario,
+    run_id: u64,
+    broker_cpu: &dyn Fn() -> Duration,
+) -> Result<Outcome> {
     if scenario.publishers == 0 || scenario.subscribers == 0 || scenario.window == 0 {
         return Err(Error::Tool("a run needs a publisher, a subscriber and a window".into()));
     }
@@ -68,7 +74,7 @@ pub fn run(addr: SocketAddr, scenario: &Scenario, run_id: u64) -> Result<Outcome
         return Err(Error::Tool("the generator speaks QoS 0 and 1 only".into()));
     }
     let mut gen = Gen::connect(addr, scenario, run_id)?;
-    let result = gen.drive();
+    let result = gen.drive(broker_cpu);
     gen.disconnect();
     result
 }
@@ -173,7 +179,8 @@ impl<'a> Gen<'a> {
     }
 
     /// Publishes for the scenario's duration, drains, and returns what was measured.
-    fn drive(&mut self) -> Result<Outcome> {
+    fn drive(&mut self, broker_cpu: &dyn Fn() -> Duration) -> Result<Outcome> {
+        let broker_before = broker_cpu();
         let cpu = thread_cpu()?;
         let start = self.now_ns();
         let stop = start + duration_ns(self.sc.duration);
@@ -205,7 +212,7 @@ impl<'a> Gen<'a> {
             }
             self.flush_dirty()?;
         }
-        self.finish(cpu)
+        self.finish(cpu, broker_cpu, broker_before)
     }
 
     /// Everything published has arrived (and been acknowledged), or nothing has come
@@ -438,7 +445,12 @@ impl<'a> Gen<'a> {
         Error::Tool(format!("MQTT broker at {}, {role}: {what}", self.addr))
     }
 
-    fn finish(&mut self, cpu_before: Duration) -> Result<Outcome> {
+    fn finish(
+        &mut self,
+        cpu_before: Duration,
+        broker_cpu: &dyn Fn() -> Duration,
+        broker_before: Duration,
+    ) -> Result<Outcome> {
         if self.unacked > 0 {
             log::warn!("{}: {} PUBACKs missing at the end of the run", self.addr, self.unacked);
         }
@@ -456,6 +468,7 @@ impl<'a> Gen<'a> {
         let first = self.first_publish_ns.unwrap_or(0);
         out.span = Duration::from_nanos(self.last_delivery_ns.saturating_sub(first));
         out.generator_cpu = thread_cpu()?.saturating_sub(cpu_before);
+        out.broker_cpu = broker_cpu().saturating_sub(broker_before);
         Ok(out)
     }
 

@@ -198,7 +198,8 @@ fn measure(ctx: &Ctx, cases: &[Case], brokers: &Brokers) -> Result<Vec<Runs>> {
         for (case, slot) in cases.iter().zip(&mut runs) {
             for &c in &case.contenders {
                 bar.set_message(format!("round {round}: {} on {}", case.label(), c.name()));
-                let outcome = load::run(brokers.addr(c), &case.scenario, run_id).map_err(|e| {
+                let cpu = || brokers.cpu_time(c);
+                let outcome = load::run(brokers.addr(c), &case.scenario, run_id, &cpu).map_err(|e| {
                     Error::Tool(format!("{} on {}, round {round}: {e}", case.label(), c.name()))
                 })?;
                 slot[c.index()].push(outcome);

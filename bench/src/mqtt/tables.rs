@@ -111,8 +111,11 @@ fn throughput(kind: Kind, cases: &[Case], runs: &[Runs]) -> Table {
             "p99.9 ms",
             "lost",
             "dup",
+            "broker CPU %",
+            "CPU µs/delivery",
             "msg/s ours/mosquitto",
             "p99 ours/mosquitto",
+            "CPU/delivery ours/mosquitto",
         ],
     );
     for (k, case) in of_kind(kind, cases) {
@@ -120,11 +123,15 @@ fn throughput(kind: Kind, cases: &[Case], runs: &[Runs]) -> Table {
         for c in [Contender::Ours, Contender::Mosquitto] {
             let mine = &runs[k][c.index()];
             let (lost, dup) = losses(mine, case.scenario.qos);
-            let (rate_ratio, p99_ratio) = if c == Contender::Ours {
+            let (rate_ratio, p99_ratio, cpu_ratio) = if c == Contender::Ours {
                 let p99 = |o: &Outcome| o.latency.percentile(99.0) as f64;
-                (show(ratio(ours, anchor, Outcome::rate), 2), show(ratio(ours, anchor, p99), 2))
+                (
+                    show(ratio(ours, anchor, Outcome::rate), 2),
+                    show(ratio(ours, anchor, p99), 2),
+                    show(ratio(ours, anchor, Outcome::broker_us_per_delivery), 2),
+                )
             } else {
-                ("".into(), "".into())
+                ("".into(), "".into(), "".into())
             };
             t.push(vec![
                 count(kind, case).to_string(),
@@ -136,8 +143,11 @@ fn throughput(kind: Kind, cases: &[Case], runs: &[Runs]) -> Table {
                 show(p(mine, 99.9), 2),
                 lost,
                 dup,
+                show(of(mine, |o| 100.0 * o.broker_load()), 0),
+                show(of(mine, Outcome::broker_us_per_delivery), 2),
                 rate_ratio,
                 p99_ratio,
+                cpu_ratio,
             ]);
         }
     }

@@ -116,6 +116,9 @@ pub struct Outcome {
     pub last_sum_ns: u128,
     /// CPU time of the generator thread from first publish to the end of the drain.
     pub generator_cpu: Duration,
+    /// CPU time of the broker's processes over the same time (zero for the sink,
+    /// which runs inside bench).
+    pub broker_cpu: Duration,
     /// Connecting and subscribing every client.
     pub setup: Duration,
 }
@@ -131,6 +134,26 @@ impl Outcome {
         let secs = self.span.as_secs_f64();
         if secs > 0.0 {
             self.delivered as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Broker CPU time per distinct delivery, µs: like HTTP's CPU per request, steadier
+    /// than the rate when the generator or loopback sets the pace.
+    pub fn broker_us_per_delivery(&self) -> f64 {
+        if self.delivered > 0 {
+            self.broker_cpu.as_secs_f64() * 1e6 / self.delivered as f64
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// Share of one CPU the broker used while publishing and draining.
+    pub fn broker_load(&self) -> f64 {
+        let secs = self.span.as_secs_f64();
+        if secs > 0.0 {
+            self.broker_cpu.as_secs_f64() / secs
         } else {
             0.0
         }

@@ -38,7 +38,8 @@ fn fan_out_and_fan_in_through_the_sink_lose_and_duplicate_nothing() {
     for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
         for (publishers, subscribers, window) in [(1, 5, 8), (6, 1, 2), (3, 4, 4)] {
             let s = scenario(publishers, subscribers, qos, window);
-            let o = load::run(sink.addr, &s, run_id).expect("a run against the sink succeeds");
+            let o = load::run(sink.addr, &s, run_id, &|| Duration::ZERO)
+                .expect("a run against the sink succeeds");
             assert_exact(&o, subscribers as u64);
             run_id += 1;
         }
@@ -50,7 +51,7 @@ fn fan_out_and_fan_in_through_the_sink_lose_and_duplicate_nothing() {
 fn paced_runs_publish_at_their_interval() {
     let sink = Sink::start(None).expect("the sink starts on 127.0.0.1");
     let s = Scenario { interval: Some(Duration::from_millis(40)), ..scenario(1, 3, QoS::AtMostOnce, 4) };
-    let o = load::run(sink.addr, &s, 0).expect("a paced run against the sink succeeds");
+    let o = load::run(sink.addr, &s, 0, &|| Duration::ZERO).expect("a paced run against the sink succeeds");
     assert_exact(&o, 3);
     // 150 ms at one per 40 ms: messages at 0, 40, 80, 120 ms.
     assert!(o.published <= 5, "pacing holds back publishing ({} published)", o.published);
