@@ -113,6 +113,16 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     let mut report = ctx.report("http")?;
     let (contenders, notes) = start_servers(ctx, tmp.path(), &site)?;
     report.note(&notes);
+    report.note(&format!(
+        "Load, pinned to CPU {} unless --no-pin: `wrk -tT -cC -d{}s --latency URL` (with `-s pipeline.lua`, \
+         16 requests per write, for the pipelined case); `ab -q -c 32 [-k] -n N URL` with N = {} with -k and \
+         {} without (counts, not -t: ab allocates its statistics for -n up front). Each server first gets a \
+         1 s warm-up. CPU µs/req = user + system time of every server process over the run / requests done.",
+        procs::CLIENT_CPU,
+        if ctx.quick { 1 } else { 5 },
+        ab_requests(ctx.quick, true),
+        ab_requests(ctx.quick, false),
+    ));
 
     let runs: usize = CASES.iter().map(|c| contenders.iter().filter(|k| applies(k, c)).count()).sum();
     let bar = crate::report::progress((runs * ctx.rounds + contenders.len()) as u64);
@@ -293,12 +303,7 @@ fn measure(ctx: &Ctx, tools: &Tools, server: &Server, case: &Case, warm_up: bool
         Load::Ab { conns, keep_alive } => {
             // Counts, not -t: ab allocates its statistics for -n up front, and
             // without -k each request leaves a TIME_WAIT socket behind.
-            let n = match (ctx.quick || warm_up, keep_alive) {
-                (true, true) => 20_000,
-                (true, false) => 2_000,
-                (false, true) => 300_000,
-                (false, false) => 20_000,
-            };
+            let n = ab_requests(ctx.quick || warm_up, keep_alive);
             cmd = procs::command(&tools.ab, ctx.client_cpu());
             cmd.args(["-q", "-n", &n.to_string(), "-c", &conns.to_string()]);
             if keep_alive {
@@ -328,6 +333,17 @@ fn measure(ctx: &Ctx, tools: &Tools, server: &Server, case: &Case, warm_up: bool
         .ok_or_else(|| Error::Tool(format!("could not read the output of {}:\n{text}", show_cmd(&cmd))))?;
     m.cpu_us_per_req = cpu_per_request(cpu, m.requests);
     Ok(m)
+}
+
+/// Requests per `ab` run: enough for a few seconds, few enough that the TIME_WAIT
+/// sockets of a run without keep-alive do not exhaust the ephemeral ports.
+fn ab_requests(short: bool, keep_alive: bool) -> u32 {
+    match (short, keep_alive) {
+        (true, true) => 20_000,
+        (true, false) => 2_000,
+        (false, true) => 300_000,
+        (false, false) => 20_000,
+    }
 }
 
 fn cpu_per_request(cpu: Duration, requests: f64) -> f64 {
