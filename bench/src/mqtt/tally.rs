@@ -151,19 +151,18 @@ impl Outcome {
 
     /// Share of one CPU the broker used while publishing and draining.
     pub fn broker_load(&self) -> f64 {
-        let secs = self.span.as_secs_f64();
-        if secs > 0.0 {
-            self.broker_cpu.as_secs_f64() / secs
-        } else {
-            0.0
-        }
+        self.share_of_span(self.broker_cpu)
     }
 
     /// Share of one CPU the generator used while publishing and draining.
     pub fn generator_load(&self) -> f64 {
+        self.share_of_span(self.generator_cpu)
+    }
+
+    fn share_of_span(&self, cpu: Duration) -> f64 {
         let secs = self.span.as_secs_f64();
         if secs > 0.0 {
-            self.generator_cpu.as_secs_f64() / secs
+            cpu.as_secs_f64() / secs
         } else {
             0.0
         }
