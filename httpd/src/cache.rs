@@ -2,11 +2,12 @@
 //!
 //! Resolving a path safely costs about eight system calls (the `readlink`s of
 //! `realpath`, `stat`, `open`, `fstat`) before a byte is sent; nginx's
-//! `open_file_cache` saves them the same way. An entry holds the open file, its length
-//! and modification time, and the bytes themselves for small files, so that a hit is
-//! answered with one write. Entries are trusted for [`FileCache::valid`], then
-//! resolved again: a file changed, replaced or removed on disk is seen within that time.
-//! Only files that were found are cached (errors are resolved every time).
+//! `open_file_cache` saves them the same way. An entry holds the file's length, its
+//! modification time and either its bytes (small files: a hit is answered with one
+//! write, and no descriptor stays open) or the open file. Entries are trusted for
+//! [`FileCache::valid`], then resolved again: a file changed, replaced or removed on
+//! disk is seen within that time. Only files that were found are cached (errors are
+//! resolved every time).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -17,25 +18,25 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Most entries held (nginx's `open_file_cache max=1000`): at most this many
-/// descriptors and [`MAX_INLINE`] bytes each stay open and in memory.
+/// descriptors stay open (they count against the open-file limit, as nginx's do) or
+/// [`MAX_INLINE`] bytes each stay in memory.
 pub const MAX_ENTRIES: usize = 1000;
 
 /// Files up to this size are kept in memory and sent with the head in one write.
 pub const MAX_INLINE: u64 = 16 * 1024;
 
-/// A regular file, opened, with what its responses need.
+/// A regular file, opened, with what its responses need: its bytes if it is small,
+/// else the open file.
 #[derive(Debug)]
 pub struct OpenFile {
     /// The resolved path (its extension gives the `Content-Type`).
     pub path: PathBuf,
-    /// The open file, shared by every response sending it.
-    pub file: Arc<File>,
+    /// The bytes, or the open file they are sent from.
+    pub content: Content,
     /// Its length when opened.
     pub len: u64,
     /// Its modification time when opened.
     pub modified: SystemTime,
-    /// Its bytes, for files up to [`MAX_INLINE`].
-    pub bytes: Option<Arc<[u8]>>,
     /// `ETag`, `Last-Modified` and `Content-Type` values, made once per open.
     pub etag: String,
     /// See `etag`.
@@ -57,18 +58,28 @@ impl OpenFile {
         // A file that changes while we read it is sent from the descriptor instead.
         let bytes = (len <= MAX_INLINE).then(|| read_all(&file, len)).flatten();
         let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+        // A file held in memory keeps no descriptor open.
+        let content = bytes.map_or_else(|| Content::File(Arc::new(file)), Content::Bytes);
         Ok(Some(OpenFile {
             etag: crate::file::etag(len, modified),
             last_modified: httpdate::fmt_http_date(modified),
             content_type: mime_guess::from_path(&path).first_or_octet_stream().essence_str().to_string(),
             path,
-            file: Arc::new(file),
+            content,
             len,
             modified,
-            bytes,
             opened: Instant::now(),
         }))
     }
+}
+
+/// Where a cached file's bytes come from.
+#[derive(Debug)]
+pub enum Content {
+    /// The whole file, for files up to [`MAX_INLINE`]: sent with the head in one write.
+    Bytes(Arc<[u8]>),
+    /// The open file, shared by every response sending it with `sendfile(2)`.
+    File(Arc<File>),
 }
 
 fn read_all(file: &File, len: u64) -> Option<Arc<[u8]>> {
@@ -148,10 +159,10 @@ mod tests {
     fn small_files_are_held_in_memory_and_large_ones_are_not() {
         let (_d, small) = temp_file(b"Hello, World!");
         let f = OpenFile::open(small).expect("open").expect("a regular file");
-        assert_eq!(f.bytes.as_deref(), Some(&b"Hello, World!"[..]));
+        assert!(matches!(&f.content, Content::Bytes(b) if &b[..] == b"Hello, World!"));
         let (_d, large) = temp_file(&vec![b'x'; MAX_INLINE as usize + 1]);
         let f = OpenFile::open(large).expect("open").expect("a regular file");
-        assert!(f.bytes.is_none());
+        assert!(matches!(f.content, Content::File(_)));
         assert_eq!(f.len, MAX_INLINE + 1);
     }
 

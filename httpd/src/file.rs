@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cache::{FileCache, OpenFile};
+use crate::cache::{Content, FileCache, OpenFile};
 use crate::path::{resolve, Refused, Target};
 use crate::request::{Head, Method};
 use crate::response::{error, head, Body, Reply};
@@ -85,10 +85,11 @@ fn send(req: &Head, file: &OpenFile) -> Reply {
     }
     let body = if req.method == Method::Head || count == 0 {
         Body::Empty
-    } else if let Some(bytes) = &file.bytes {
-        Body::Shared { bytes: Arc::clone(bytes), offset, len: count }
     } else {
-        Body::File { file: Arc::clone(&file.file), offset, len: count }
+        match &file.content {
+            Content::Bytes(bytes) => Body::Shared { bytes: Arc::clone(bytes), offset, len: count },
+            Content::File(open) => Body::File { file: Arc::clone(open), offset, len: count },
+        }
     };
     Reply { status, head: head(status, req.minor, close, &fields), body, close }
 }
