@@ -22,11 +22,23 @@ const READS_PER_TURN: usize = 4;
 /// Answers to pipelined requests are gathered into one write up to this size.
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// One HTTP/1.x connection. Holds no buffer between requests: the input buffer
-/// exists only while a request head is incomplete (or paused behind unsent output).
+/// One HTTP/1.x connection. Between requests it holds only the site and (with an
+/// access log) the peer's address: the state of a request in progress lives in an
+/// [`Exchange`] that exists while there is one, so an idle keep-alive connection
+/// costs a few words, not a request's worth of fields and buffers.
 #[derive(Debug)]
 pub struct Http {
     site: Arc<Site>,
+    /// Only for the access log.
+    peer: Option<Box<SocketAddr>>,
+    /// The request in progress, if any.
+    busy: Option<Box<Exchange>>,
+}
+
+/// What a connection holds while a request is in progress (or held back, or its
+/// answer is being sent).
+#[derive(Debug, Default)]
+struct Exchange {
     /// Unanswered input: the start of an incomplete head, or requests held back.
     input: Vec<u8>,
     /// Body bytes of the last request still to read and drop.
@@ -42,46 +54,66 @@ pub struct Http {
     /// Answers not yet handed to the connection: the requests of one read go out in
     /// one write (empty, without capacity, between reads).
     out: Vec<u8>,
-    peer: Option<SocketAddr>,
+    /// The connection is closing: nothing more is read or answered.
     done: bool,
 }
 
 impl Http {
     /// A connection serving `site`.
     pub fn new(site: Arc<Site>) -> Http {
-        Http {
-            site,
-            input: Vec::new(),
-            discard: 0,
-            started: None,
-            idle_timeout: None,
-            unsent: 0,
-            paused: false,
-            out: Vec::new(),
-            peer: None,
-            done: false,
+        Http { site, peer: None, busy: None }
+    }
+
+    /// Runs `f` on the request state, made if there is none and dropped again when it
+    /// is back at rest.
+    fn with_exchange(&mut self, conn: &Conn, f: impl FnOnce(&mut Exchange, &Turn<'_>)) {
+        let mut ex = self.busy.take().unwrap_or_default();
+        f(&mut ex, &Turn { site: &self.site, peer: self.peer.as_deref(), conn });
+        if !ex.at_rest(conn) {
+            self.busy = Some(ex);
         }
+    }
+}
+
+/// What the request state's methods need besides the state itself.
+struct Turn<'a> {
+    site: &'a Site,
+    peer: Option<&'a SocketAddr>,
+    conn: &'a Conn,
+}
+
+impl Exchange {
+    /// Nothing in progress, held back or owed: the state can go.
+    fn at_rest(&self, conn: &Conn) -> bool {
+        !self.done
+            && self.input.is_empty()
+            && self.out.is_empty()
+            && self.discard == 0
+            && self.started.is_none()
+            && self.idle_timeout.is_none()
+            && !self.paused
+            && (self.unsent == 0 || conn.queued() == 0)
     }
 
     /// Reads a bounded number of times and answers what arrived.
-    fn pump(&mut self, conn: &Conn) {
+    fn pump(&mut self, t: &Turn<'_>) {
         let mut chunk = [0u8; 16 * 1024];
         for _ in 0..READS_PER_TURN {
             if self.done || self.paused {
                 return;
             }
-            match conn.read(&mut chunk) {
+            match t.conn.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => self.feed(&chunk[..n], conn),
+                Ok(n) => self.feed(&chunk[..n], t),
             }
         }
         if !self.done {
-            self.check_deadline(conn);
+            self.check_deadline(t);
         }
     }
 
     /// Takes new input: drops body bytes owed, then answers every complete request.
-    fn feed(&mut self, mut data: &[u8], conn: &Conn) {
+    fn feed(&mut self, mut data: &[u8], t: &Turn<'_>) {
         let skip = usize::try_from(self.discard).unwrap_or(usize::MAX).min(data.len());
         self.discard -= skip as u64;
         data = &data[skip..];
@@ -90,34 +122,34 @@ impl Http {
         }
         let scanned = self.input.len();
         self.input.extend_from_slice(data);
-        self.answer(scanned, conn);
+        self.answer(scanned, t);
     }
 
     /// Answers the complete requests at the front of the input. `scanned`: bytes at
     /// the front already known not to end a head (so a slow head costs O(n), not
     /// O(n²), however it is split).
-    fn answer(&mut self, mut scanned: usize, conn: &Conn) {
+    fn answer(&mut self, mut scanned: usize, t: &Turn<'_>) {
         let input = std::mem::take(&mut self.input);
         let mut used = 0;
         while !self.done && used < input.len() {
-            if self.backlogged(conn) {
+            if self.backlogged(t.conn) {
                 self.paused = true;
                 break;
             }
             let rest = &input[used..];
-            if !self.worth_parsing(rest, scanned) {
+            if !Exchange::worth_parsing(t.site, rest, scanned) {
                 break;
             }
             scanned = 0;
-            match request::parse(rest, &self.site.limits) {
+            match request::parse(rest, &t.site.limits) {
                 Ok(Parsed::Partial) => break,
                 Ok(Parsed::Complete(head, size)) => {
                     let body_here = usize::try_from(head.body).unwrap_or(usize::MAX).min(rest.len() - size);
                     used += size + body_here;
                     self.discard = head.body - body_here as u64;
-                    self.head_complete(conn);
-                    let reply = file::serve(&self.site.root, &self.site.file_cache, &head);
-                    self.send(conn, reply, &head.line);
+                    self.head_complete(t.conn);
+                    let reply = file::serve(&t.site.root, &t.site.file_cache, &head);
+                    self.send(t, reply, &head.line);
                     if self.discard > 0 {
                         used = input.len(); // all that follows is body, dropped as it comes
                     }
@@ -126,7 +158,7 @@ impl Http {
                     let allow: &[(&str, &str)] =
                         if reject.status == 405 { &[("Allow", "GET, HEAD")] } else { &[] };
                     let head_only = rest.starts_with(b"HEAD ");
-                    self.send(conn, error(reject.status, 1, true, head_only, allow), &first_line(rest));
+                    self.send(t, error(reject.status, 1, true, head_only, allow), &first_line(rest));
                 }
             }
         }
@@ -134,8 +166,8 @@ impl Http {
             self.input = input[used..].to_vec();
             self.started.get_or_insert_with(Instant::now);
         }
-        if self.flush(conn).is_err() {
-            self.finish(conn);
+        if self.flush(t.conn).is_err() {
+            self.finish(t.conn);
         }
     }
 
@@ -166,18 +198,19 @@ impl Http {
 
     /// Whether `rest` may hold a whole head (an end marker in the bytes not scanned
     /// before), or is already past a limit the parser must report.
-    fn worth_parsing(&self, rest: &[u8], scanned: usize) -> bool {
+    fn worth_parsing(site: &Site, rest: &[u8], scanned: usize) -> bool {
         let fresh = &rest[scanned.saturating_sub(3).min(rest.len())..];
-        let limits = &self.site.limits;
+        let limits = &site.limits;
         fresh.windows(2).any(|w| w == b"\n\n")
             || fresh.windows(3).any(|w| w == b"\n\r\n")
             || rest.len() > limits.max_head
             || (rest.len() > limits.max_line && !rest[..=limits.max_line].contains(&b'\n'))
     }
 
-    fn send(&mut self, conn: &Conn, reply: Reply, line: &str) {
-        if self.site.access_log {
-            let peer = self.peer.map_or_else(|| "-".to_string(), |p| p.ip().to_string());
+    fn send(&mut self, t: &Turn<'_>, reply: Reply, line: &str) {
+        let conn = t.conn;
+        if t.site.access_log {
+            let peer = t.peer.map_or_else(|| "-".to_string(), |p| p.ip().to_string());
             log::info!(target: "access", "{peer} - - [{}] \"{line}\" {} {}", clf_date(), reply.status, reply.body_len());
         }
         self.unsent += 1;
@@ -225,14 +258,14 @@ impl Http {
 
     /// The slowloris guard. A head still incomplete after the deadline gets 408; until
     /// then the connection's timeout is the deadline, so silence ends it too.
-    fn check_deadline(&mut self, conn: &Conn) {
+    fn check_deadline(&mut self, t: &Turn<'_>) {
         let Some(started) = self.started.filter(|_| !self.paused) else { return };
-        let deadline = self.site.header_timeout;
+        let deadline = t.site.header_timeout;
         if started.elapsed() > deadline {
-            self.send(conn, error(408, 1, true, false, &[]), "-");
+            self.send(t, error(408, 1, true, false, &[]), "-");
         } else if self.idle_timeout.is_none() {
-            self.idle_timeout = Some(conn.timeout());
-            conn.set_timeout(deadline);
+            self.idle_timeout = Some(t.conn.timeout());
+            t.conn.set_timeout(deadline);
         }
     }
 }
@@ -250,30 +283,44 @@ impl Protocol for Http {
     fn on_open(&mut self, conn: &Conn) {
         // Only the access log wants it: a system call per connection otherwise.
         if self.site.access_log {
-            self.peer = conn.peer_addr().ok();
+            self.peer = conn.peer_addr().ok().map(Box::new);
         }
     }
 
     fn on_data(&mut self, conn: &Conn) {
-        self.pump(conn);
+        self.with_exchange(conn, |ex, t| ex.pump(t));
     }
 
     fn on_ready(&mut self, conn: &Conn) {
         // Queued output drained: answer what was held back, then read on.
-        if self.paused {
-            self.paused = false;
-            self.unsent = 0;
-            self.answer(0, conn);
-            self.pump(conn);
+        if self.busy.as_ref().is_some_and(|ex| ex.paused) {
+            self.with_exchange(conn, |ex, t| {
+                ex.paused = false;
+                ex.unsent = 0;
+                ex.answer(0, t);
+                ex.pump(t);
+            });
         }
     }
 
     fn ping(&mut self, conn: &Conn) {
         // Idle past the timeout: between requests just close; mid-head, say why.
-        if self.input.is_empty() || self.paused {
-            conn.close();
-        } else {
-            self.send(conn, error(408, 1, true, false, &[]), "-");
+        match self.busy.as_deref() {
+            Some(ex) if !ex.input.is_empty() && !ex.paused => {
+                self.with_exchange(conn, |ex, t| ex.send(t, error(408, 1, true, false, &[]), "-"));
+            }
+            _ => conn.close(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_connection_holds_a_few_words() {
+        // Site, peer and the request state are pointers; the state goes when at rest.
+        assert!(std::mem::size_of::<Http>() <= 3 * std::mem::size_of::<usize>());
     }
 }
