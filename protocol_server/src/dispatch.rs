@@ -9,45 +9,21 @@ use mio::net::TcpStream;
 use reactor::{ConnId, Dispatch, ListenerId, Origin, Ready};
 
 use crate::conn::{READABLE, WRITABLE};
+use crate::table::ConnTable;
 use crate::{lock, Conn, Factory, Protocol, Server, Shutdown};
 
 pub(crate) struct Dispatcher {
     pub(crate) server: Server,
     /// One factory per listener, indexed by `ListenerId`.
     pub(crate) factories: Vec<Factory>,
-    /// Reactor-thread copy of the table, so events need no lock: indexed by the
-    /// reactor's slab slot (dense, reused), the generation checked on every lookup.
-    /// A pointer per slot, where a hash map entry would cost three or four.
-    conns: Vec<Option<Conn>>,
-    open: usize,
+    /// Reactor-thread copy of the table, so events need no lock.
+    conns: ConnTable,
     next_worker: usize,
 }
 
 impl Dispatcher {
     pub(crate) fn new(server: Server, factories: Vec<Factory>) -> Dispatcher {
-        Dispatcher { server, factories, conns: Vec::new(), open: 0, next_worker: 0 }
-    }
-
-    /// The live connection `id` names, if it is still that one.
-    fn conn(&self, id: ConnId) -> Option<&Conn> {
-        self.conns.get(id.slot as usize)?.as_ref().filter(|c| c.id() == id)
-    }
-
-    fn insert(&mut self, id: ConnId, conn: Conn) {
-        let slot = id.slot as usize;
-        if self.conns.len() <= slot {
-            self.conns.resize_with(slot + 1, || None);
-        }
-        if self.conns[slot].replace(conn).is_none() {
-            self.open += 1;
-        }
-    }
-
-    fn remove(&mut self, id: ConnId) -> Option<Conn> {
-        let entry = self.conns.get_mut(id.slot as usize)?;
-        let conn = entry.take_if(|c| c.id() == id)?;
-        self.open -= 1;
-        Some(conn)
+        Dispatcher { server, factories, conns: ConnTable::default(), next_worker: 0 }
     }
 
     /// Round-robin at accept; the connection stays on that worker for life.
@@ -81,11 +57,11 @@ impl Dispatch for Dispatcher {
         });
         self.server.write_conns().insert(id, conn.clone());
         self.server.watch_timeout(&conn);
-        self.insert(id, conn);
+        self.conns.insert(id, conn);
     }
 
     fn on_ready(&mut self, id: ConnId, ready: Ready) {
-        let Some(conn) = self.conn(id) else { return };
+        let Some(conn) = self.conns.get(id) else { return };
         let mut bits = 0;
         if ready.readable || ready.read_closed || ready.error {
             bits |= READABLE;
@@ -97,15 +73,15 @@ impl Dispatch for Dispatcher {
     }
 
     fn on_closed(&mut self, id: ConnId) {
-        self.server.write_conns().remove(&id);
-        if let Some(conn) = self.remove(id) {
+        self.server.write_conns().remove(id);
+        if let Some(conn) = self.conns.remove(id) {
             conn.schedule(Conn::finish);
         }
     }
 
     fn on_shutdown(&mut self) {
-        log::info!("shutting down: {} connection(s) to close", self.open);
-        for conn in self.conns.iter().flatten() {
+        log::info!("shutting down: {} connection(s) to close", self.conns.len());
+        for conn in self.conns.iter() {
             conn.schedule(|c| match c.with_protocol(|p, c| p.on_shutdown(c)) {
                 Some(Shutdown::Close) | None => c.close(),
                 Some(Shutdown::DelayFor(delay)) => {

@@ -31,6 +31,7 @@ mod process;
 mod protocol;
 mod server;
 mod sys;
+mod table;
 mod timeout;
 
 use std::io;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use async_pool::Pool;
 use reactor::{ConnId, TimerId};
 
+use crate::table::ConnTable;
 use crate::timeout::Wheel;
 use crate::{lock, Conn, Error};
 
@@ -26,7 +27,7 @@ pub(crate) type Hook = Arc<dyn Fn(&Server) + Send + Sync>;
 pub(crate) struct Inner {
     pub(crate) reactor: reactor::Handle,
     pub(crate) pool: Arc<Pool>,
-    pub(crate) conns: RwLock<HashMap<ConnId, Conn>>,
+    pub(crate) conns: RwLock<ConnTable>,
     pub(crate) settings: Settings,
     pub(crate) epoch: Instant,
     pub(crate) addrs: OnceLock<Vec<SocketAddr>>,
@@ -121,26 +122,26 @@ impl Server {
 
     /// The open connection with this id, if it still exists.
     pub fn conn(&self, id: ConnId) -> Option<Conn> {
-        self.read_conns().get(&id).cloned()
+        self.read_conns().get(id).cloned()
     }
 
-    fn read_conns(&self) -> std::sync::RwLockReadGuard<'_, HashMap<ConnId, Conn>> {
+    fn read_conns(&self) -> std::sync::RwLockReadGuard<'_, ConnTable> {
         self.0.conns.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn write_conns(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ConnId, Conn>> {
+    pub(crate) fn write_conns(&self) -> std::sync::RwLockWriteGuard<'_, ConnTable> {
         self.0.conns.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Connections of `service` (`None`: all).
     pub fn count(&self, service: Option<&str>) -> usize {
-        self.read_conns().values().filter(|c| service.is_none_or(|s| c.service() == s)).count()
+        self.read_conns().iter().filter(|c| service.is_none_or(|s| c.service() == s)).count()
     }
 
     fn targets(&self, origin: Option<ConnId>, service: Option<&str>) -> Vec<Conn> {
         let conns = self.read_conns();
         let wanted = |c: &&Conn| Some(c.id()) != origin && service.is_none_or(|s| c.service() == s);
-        conns.values().filter(wanted).cloned().collect()
+        conns.iter().filter(wanted).cloned().collect()
     }
 
     /// Runs `task` on every open connection of `service` (`None`: all) except
