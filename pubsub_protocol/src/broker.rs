@@ -94,8 +94,10 @@ pub(crate) struct Session {
     /// Messages not sent yet (offline, window full, socket backlog), with their
     /// arrival time for expiry.
     pub(crate) queue: VecDeque<(Instant, Publish)>,
-    /// Inbound QoS 2 packet ids between PUBREC and PUBREL.
-    pub(crate) receiving: HashSet<u16>,
+    /// Inbound QoS 2 packet ids between PUBREC and PUBREL; allocated on the first
+    /// (most clients never publish at QoS 2, and every session is held in memory).
+    #[allow(clippy::box_collection)] // one word per session, not a `HashSet`'s six
+    pub(crate) receiving: Option<Box<HashSet<u16>>>,
     next_id: u16,
 }
 

@@ -27,7 +27,7 @@ pub struct Mqtt {
     /// Set by CONNECT.
     client: Option<(Arc<str>, Arc<Mutex<Session>>)>,
     /// Published if the connection ends without DISCONNECT ([MQTT-3.1.2-8]).
-    will: Option<LastWill>,
+    will: Option<Box<LastWill>>,
     /// A subscriber's queue is full (`Overflow::Block`): new PUBLISH packets wait in
     /// `held`, in order, until the broker wakes us.
     blocked: bool,
@@ -106,7 +106,9 @@ impl Mqtt {
                 Ok(())
             }
             Packet::Pubrel(id) => {
-                lock(&session).receiving.remove(&id);
+                if let Some(ids) = lock(&session).receiving.as_mut() {
+                    ids.remove(&id);
+                }
                 write(conn, &Packet::Pubcomp(id));
                 Ok(())
             }
@@ -148,7 +150,7 @@ impl Mqtt {
         let (session, present) = self.take_over(&id, c.clean_session);
         // Keep-alive: the connection may be idle one and a half periods ([MQTT-3.1.2-24]).
         conn.set_timeout(Duration::from_millis(u64::from(c.keep_alive) * 1500));
-        self.will = c.will;
+        self.will = c.will.map(Box::new);
         self.client = Some((Arc::clone(&id), Arc::clone(&session)));
         // One lock from attaching the connection to draining its queue: no PUBLISH can
         // overtake CONNACK ([MQTT-3.1.4-4]) or the resent older messages ([MQTT-4.6.0]).
@@ -236,7 +238,10 @@ impl Mqtt {
             // Ids between PUBREC and PUBREL belong to the session: a PUBLISH resent after
             // a reconnect is not routed twice ([MQTT-4.3.3-2]).
             (QoS::ExactlyOnce, Some(id)) => {
-                let first = self.client.as_ref().is_some_and(|(_, s)| lock(s).receiving.insert(id));
+                let first = self
+                    .client
+                    .as_ref()
+                    .is_some_and(|(_, s)| lock(s).receiving.get_or_insert_with(Box::default).insert(id));
                 if first {
                     self.broker.publish(p)
                 } else {
