@@ -136,8 +136,54 @@ fn retry_opt(mut f: impl FnMut() -> Option<io::Result<usize>>) -> Option<io::Res
     }
 }
 
+/// A connection's output queue: one word while empty (every idle connection), the
+/// queue itself only while something waits for the socket.
 #[derive(Default)]
-pub(crate) struct Output {
+pub(crate) struct Output(Option<Box<Queue>>);
+
+impl Output {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|q| q.chunks.is_empty())
+    }
+
+    /// Bytes (and file bytes) waiting.
+    pub(crate) fn queued(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.queued)
+    }
+
+    /// Bytes of memory held by queued buffers.
+    pub(crate) fn memory(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.memory)
+    }
+
+    pub(crate) fn push(&mut self, chunk: Chunk) {
+        self.0.get_or_insert_with(Box::default).push(chunk);
+    }
+
+    /// Queues ahead of everything not yet started, after earlier urgent chunks (a
+    /// chunk half-sent stays first: splitting it would corrupt the stream).
+    pub(crate) fn push_urgent(&mut self, chunk: Chunk) {
+        self.0.get_or_insert_with(Box::default).push_urgent(chunk);
+    }
+
+    /// Writes in order until empty (`Ok(true)`) or the socket is full (`Ok(false)`).
+    pub(crate) fn flush(&mut self, sink: &mut dyn Sink) -> io::Result<bool> {
+        let Some(queue) = self.0.as_mut() else { return Ok(true) };
+        let done = queue.flush(sink)?;
+        if done {
+            self.0 = None; // give the memory back: idle connections hold none
+        }
+        Ok(done)
+    }
+
+    /// Drops everything queued (the connection is going away).
+    pub(crate) fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
+#[derive(Default)]
+struct Queue {
     chunks: VecDeque<Chunk>,
     /// Bytes waiting, file ranges included.
     queued: usize,
@@ -145,29 +191,13 @@ pub(crate) struct Output {
     memory: usize,
 }
 
-impl Output {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
-    }
-
-    /// Bytes (and file bytes) waiting.
-    pub(crate) fn queued(&self) -> usize {
-        self.queued
-    }
-
-    /// Bytes of memory held by queued buffers.
-    pub(crate) fn memory(&self) -> usize {
-        self.memory
-    }
-
-    pub(crate) fn push(&mut self, chunk: Chunk) {
+impl Queue {
+    fn push(&mut self, chunk: Chunk) {
         self.count_in(&chunk);
         self.chunks.push_back(chunk);
     }
 
-    /// Queues ahead of everything not yet started, after earlier urgent chunks (a
-    /// chunk half-sent stays first: splitting it would corrupt the stream).
-    pub(crate) fn push_urgent(&mut self, mut chunk: Chunk) {
+    fn push_urgent(&mut self, mut chunk: Chunk) {
         if let Chunk::Bytes { urgent, .. } = &mut chunk {
             *urgent = true;
         }
@@ -182,8 +212,7 @@ impl Output {
         self.memory = self.memory.saturating_add(chunk.memory());
     }
 
-    /// Writes in order until empty (`Ok(true)`) or the socket is full (`Ok(false)`).
-    pub(crate) fn flush(&mut self, sink: &mut dyn Sink) -> io::Result<bool> {
+    fn flush(&mut self, sink: &mut dyn Sink) -> io::Result<bool> {
         while let Some(front) = self.chunks.front_mut() {
             let (before, memory) = (front.remaining(), front.memory());
             let done = front.flush(sink);
@@ -194,13 +223,7 @@ impl Output {
             }
             self.chunks.pop_front();
         }
-        self.chunks = VecDeque::new(); // give the buffer back: idle connections hold none
         Ok(true)
-    }
-
-    /// Drops everything queued (the connection is going away).
-    pub(crate) fn clear(&mut self) {
-        *self = Output::default();
     }
 }
 
