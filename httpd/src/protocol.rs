@@ -24,7 +24,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 
 /// One HTTP/1.x connection. Between requests it holds only the site and (with an
 /// access log) the peer's address: the state of a request in progress lives in an
-/// [`Exchange`] that exists while there is one, so an idle keep-alive connection
+/// `Exchange` that exists while there is one, so an idle keep-alive connection
 /// costs a few words, not a request's worth of fields and buffers.
 #[derive(Debug)]
 pub struct Http {
