@@ -85,7 +85,7 @@ impl Kind {
     /// Whether `got` holds the whole answer: the 13-byte body, or CONNACK + PINGRESP.
     fn answered(self, got: &[u8]) -> bool {
         match self {
-            Kind::Http => got.ends_with(b"Hello, World!"),
+            Kind::Http => got.ends_with(crate::http::HELLO),
             Kind::Mqtt => got.len() >= 6 && got[0] == 0x20 && got[3] == 0 && got[4..6] == [0xD0, 0],
         }
     }
@@ -103,9 +103,7 @@ struct Step {
 pub fn run(ctx: &Ctx) -> Result<()> {
     let steps: Vec<usize> = if ctx.quick { vec![500, 2_000] } else { vec![10_000, 2 * PER_CLIENT] };
     let tmp = procs::temp_dir("bench-conns-")?;
-    let site = tmp.path().join("site");
-    std::fs::create_dir_all(&site).context(|| format!("creating {}", site.display()))?;
-    std::fs::write(site.join("hello.txt"), b"Hello, World!").context(|| "writing hello.txt".into())?;
+    let site = crate::http::write_site(tmp.path())?;
     let bins = procs::workspace_binaries()?;
     let mut report = ctx.report("conns")?;
     report.note(&format!(
@@ -168,18 +166,8 @@ fn server_command(
         "nginx" => {
             let dir = tmp.join("nginx");
             std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
-            let conf = format!(
-                "worker_processes {threads};\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-                 worker_rlimit_nofile 20000;\nevents {{ worker_connections 20000; }}\n\
-                 http {{\n    access_log off;\n    sendfile on;\n    keepalive_timeout 600s;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n    server {{ listen {addr}; root {}; }}\n}}\n",
-                site.display(),
-                d = dir.display()
-            );
-            let path = dir.join("nginx.conf");
-            std::fs::write(&path, &conf).context(|| format!("writing {}", path.display()))?;
+            let (c, conf) = crate::http::nginx(ctx, &dir, site, addr)?;
             note = format!("nginx.conf:\n\n```nginx\n{conf}```\n\n");
-            let mut c = procs::command(&procs::which("nginx", "nginx")?, cpu);
-            c.arg("-c").arg(&path).arg("-p").arg(&dir).arg("-e").arg(dir.join("error.log"));
             c
         }
         "pubsub" => {
@@ -188,9 +176,7 @@ fn server_command(
             c
         }
         _ => {
-            let conf = format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n"
-            );
+            let conf = crate::mqtt::brokers::mosquitto_conf(port);
             let path = tmp.join("mosquitto.conf");
             std::fs::write(&path, &conf).context(|| format!("writing {}", path.display()))?;
             note = format!("mosquitto.conf:\n\n```\n{conf}```\n\n");

@@ -21,7 +21,7 @@ use crate::stats::{self, Summary};
 use crate::Ctx;
 
 /// The 13 bytes every server answers in the hello cases.
-const HELLO: &[u8] = b"Hello, World!";
+pub(crate) const HELLO: &[u8] = b"Hello, World!";
 
 /// The Lua script that makes wrk write 16 pipelined requests at a time.
 const PIPELINE_LUA: &str = r#"init = function(args)
@@ -167,7 +167,7 @@ fn applies(c: &Contender, case: &Case) -> bool {
 }
 
 /// The served folder: the same bytes for every server.
-fn write_site(tmp: &Path) -> Result<PathBuf> {
+pub(crate) fn write_site(tmp: &Path) -> Result<PathBuf> {
     let site = tmp.join("site");
     fs::create_dir_all(&site).context(|| format!("creating {}", site.display()))?;
     let pattern = |n: usize| (0..n).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>();
@@ -195,11 +195,7 @@ fn start_servers(ctx: &Ctx, tmp: &Path, site: &Path) -> Result<(Vec<Contender>, 
     let httpd = Contender { server: Server::start("httpd", cmd, addr)?, files: true };
 
     let addr = loopback(procs::free_port()?);
-    let conf = nginx_conf(ctx.threads, tmp, site, addr);
-    let conf_path = tmp.join("nginx.conf");
-    fs::write(&conf_path, &conf).context(|| format!("writing {}", conf_path.display()))?;
-    let mut cmd = procs::command(&procs::which("nginx", "nginx")?, ctx.server_cpu());
-    cmd.arg("-c").arg(&conf_path).arg("-p").arg(tmp).arg("-e").arg(tmp.join("error.log"));
+    let (cmd, conf) = nginx(ctx, tmp, site, addr)?;
     note.push_str(&format!("nginx: `{}` with\n\n```nginx\n{conf}```\n\n", show_cmd(&cmd)));
     let nginx = Contender { server: Server::start("nginx", cmd, addr)?, files: true };
 
@@ -225,7 +221,19 @@ fn show_cmd(cmd: &Command) -> String {
     parts.join(" ")
 }
 
-/// nginx as its users tune it for static files, workers = our threads.
+/// nginx serving `site` on `addr` (its configuration and files in `dir`): the command
+/// and the configuration, for the report.
+pub(crate) fn nginx(ctx: &Ctx, dir: &Path, site: &Path, addr: SocketAddr) -> Result<(Command, String)> {
+    let conf = nginx_conf(ctx.threads, dir, site, addr);
+    let path = dir.join("nginx.conf");
+    fs::write(&path, &conf).context(|| format!("writing {}", path.display()))?;
+    let mut cmd = procs::command(&procs::which("nginx", "nginx")?, ctx.server_cpu());
+    cmd.arg("-c").arg(&path).arg("-p").arg(dir).arg("-e").arg(dir.join("error.log"));
+    Ok((cmd, conf))
+}
+
+/// nginx as its users tune it for static files, workers = our threads; connections
+/// and keep-alive sized for `bench conns` too (20,000 per worker, idle for 10 minutes).
 fn nginx_conf(workers: usize, tmp: &Path, site: &Path, addr: SocketAddr) -> String {
     let t = tmp.display();
     format!(
@@ -235,14 +243,14 @@ master_process on;
 pid {t}/nginx.pid;
 error_log {t}/error.log warn;
 worker_rlimit_nofile 20000;
-events {{ worker_connections 10000; }}
+events {{ worker_connections 20000; }}
 http {{
     access_log off;
     sendfile on;
     tcp_nopush on;
     tcp_nodelay on;
     open_file_cache max=1000 inactive=60s;
-    keepalive_timeout 65;
+    keepalive_timeout 600s;
     keepalive_requests 1000000;
     client_body_temp_path {t}/body;
     proxy_temp_path {t}/proxy;

@@ -64,13 +64,21 @@ impl Http {
         Http { site, peer: None, busy: None }
     }
 
-    /// Runs `f` on the request state, made if there is none and dropped again when it
-    /// is back at rest.
+    /// Runs `f` on the request state and keeps it only if it is not back at rest. A
+    /// request answered within the turn (the common case) uses a state on the stack:
+    /// the heap is touched only for what must outlive the turn.
     fn with_exchange(&mut self, conn: &Conn, f: impl FnOnce(&mut Exchange, &Turn<'_>)) {
-        let mut ex = self.busy.take().unwrap_or_default();
-        f(&mut ex, &Turn { site: &self.site, peer: self.peer.as_deref(), conn });
-        if !ex.at_rest(conn) {
-            self.busy = Some(ex);
+        let turn = Turn { site: &self.site, peer: self.peer.as_deref(), conn };
+        match self.busy.take() {
+            Some(mut ex) => {
+                f(&mut ex, &turn);
+                self.busy = (!ex.at_rest(conn)).then_some(ex);
+            }
+            None => {
+                let mut ex = Exchange::default();
+                f(&mut ex, &turn);
+                self.busy = (!ex.at_rest(conn)).then(|| Box::new(ex));
+            }
         }
     }
 }

@@ -136,8 +136,19 @@ fn start_mosquitto(ctx: &Ctx, bin: &Path, dir: &Path) -> Result<(Server, String)
     // (40 ms stalls; fan-in 10→1 fell from ~60–90k to 1–20k msg/s here).
     // Logging goes to stderr, which is a file in `dir`: no file for mosquitto to open
     // after it drops root for its own user.
-    let conf = format!(
-        "listener {} 127.0.0.1\n\
+    let conf = mosquitto_conf(addr.port());
+    let path = dir.join("mosquitto.conf");
+    fs::write(&path, &conf).context(|| format!("writing {}", path.display()))?;
+    let mut cmd = procs::command(bin, ctx.server_cpu());
+    cmd.arg("-c").arg(&path).stderr(log_file(dir, "mosquitto.log")?);
+    Ok((Server::start("mosquitto", cmd, addr)?, conf))
+}
+
+/// mosquitto on 127.0.0.1:`port`, anonymous, its default queue limits spelled out,
+/// TCP_NODELAY on, errors and warnings to stderr.
+pub(crate) fn mosquitto_conf(port: u16) -> String {
+    format!(
+        "listener {port} 127.0.0.1\n\
          allow_anonymous true\n\
          persistence false\n\
          max_queued_messages 1000\n\
@@ -145,14 +156,8 @@ fn start_mosquitto(ctx: &Ctx, bin: &Path, dir: &Path) -> Result<(Server, String)
          set_tcp_nodelay true\n\
          log_dest stderr\n\
          log_type error\n\
-         log_type warning\n",
-        addr.port()
-    );
-    let path = dir.join("mosquitto.conf");
-    fs::write(&path, &conf).context(|| format!("writing {}", path.display()))?;
-    let mut cmd = procs::command(bin, ctx.server_cpu());
-    cmd.arg("-c").arg(&path).stderr(log_file(dir, "mosquitto.log")?);
-    Ok((Server::start("mosquitto", cmd, addr)?, conf))
+         log_type warning\n"
+    )
 }
 
 fn log_file(dir: &Path, name: &str) -> Result<File> {

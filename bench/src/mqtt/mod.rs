@@ -10,7 +10,7 @@
 //! connecting its clients and [`wire`] its per-message bytes), [`sink`] the trivial
 //! broker, [`tally`] what a run counts, [`tables`] the report.
 
-mod brokers;
+pub(crate) mod brokers;
 mod load;
 mod setup;
 mod sink;
