@@ -1,12 +1,14 @@
 //! The echo example run as a child process: 500 concurrent clients, and
 //! `processes(2)` (the test harness is multi-threaded, so nothing may fork inside it):
-//! a worker killed with SIGKILL is replaced, the port keeps answering, and SIGTERM
-//! ends the root with status 0.
+//! a worker killed with SIGKILL is replaced, the survivor answers alone until then (the
+//! root is held with SIGSTOP so that "until then" lasts), the replacement itself serves
+//! (the survivor is held), and SIGTERM ends the root with status 0 only after every
+//! worker, tracked by pid and start time, has exited.
 
 mod util;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -29,12 +31,7 @@ fn children_of(parent: u32) -> BTreeSet<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return BTreeSet::new() };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // Fields after the command name (which may hold spaces): state, ppid, ...
-            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-            after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent)
-        })
+        .filter(|&pid| stat_field(pid, 1) == Some(u64::from(parent)))
         .collect()
 }
 
@@ -56,7 +53,9 @@ fn echo_works(port: u16, stage: &str) {
         c.set_read_timeout(Some(PATIENCE)).expect("timeout");
         let line = format!("ping {i}\n");
         c.write_all(line.as_bytes()).expect("write");
-        assert_eq!(read_n(&mut c, line.len()), line.as_bytes(), "{stage}");
+        let mut back = vec![0u8; line.len()];
+        c.read_exact(&mut back).unwrap_or_else(|e| panic!("{stage}: no echo of line {i}: {e}"));
+        assert_eq!(back, line.as_bytes(), "{stage}");
     }
 }
 
@@ -111,7 +110,7 @@ fn the_echo_example_answers_500_concurrent_clients_each_with_its_own_lines() {
             assert_eq!(read_n(c, want.len()), want.as_bytes(), "client {i} got another's bytes");
         }
     }
-    kill(Pid::from_raw(root.0.id() as i32), Signal::SIGTERM).expect("signal the server");
+    signal(root.0.id(), Signal::SIGTERM);
     let status = eventually("the server exiting", || root.0.try_wait().expect("wait"));
     assert!(status.success(), "exited with {status}");
 }
@@ -121,19 +120,101 @@ fn a_killed_worker_process_is_replaced_and_sigterm_exits_0() {
     let (mut root, _stdout, port) = echo_example(&["--processes", "2"]);
     let root_pid = root.0.id();
     let workers = eventually("two worker processes", || Some(children_of(root_pid)).filter(|c| c.len() == 2));
+    let mut tracked = Tracked(workers.iter().map(|&pid| Proc::new(pid)).collect());
     echo_works(port, "before the kill");
 
-    let victim = *workers.iter().next().expect("two workers");
-    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).expect("kill a worker");
-    let replaced = eventually("a replacement worker", || {
-        let now = children_of(root_pid);
-        (now.len() == 2 && !now.contains(&victim)).then_some(now)
+    // The root, stopped, cannot replace the victim: what answers now is the survivor alone.
+    let (victim, survivor) = (tracked.0[0].pid, tracked.0[1].pid);
+    signal(root_pid, Signal::SIGSTOP);
+    signal(victim, Signal::SIGKILL);
+    eventually("the victim dying", || (!Proc::new(victim).is_running()).then_some(()));
+    echo_works(port, "between the kill and the replacement");
+    assert_eq!(live_children(root_pid), BTreeSet::from([survivor]), "replaced while the root was stopped");
+    signal(root_pid, Signal::SIGCONT);
+
+    let replacement = eventually("a replacement worker", || {
+        let now = live_children(root_pid);
+        (now.len() == 2).then(|| *now.iter().find(|&&p| p != survivor).expect("two live children"))
     });
-    assert_eq!(replaced.len(), 2);
+    assert_ne!(replacement, victim);
+    tracked.0.push(Proc::new(replacement));
+    // The survivor, stopped, cannot accept: every answer now comes from the replacement.
+    signal(survivor, Signal::SIGSTOP);
+    echo_works(port, "served by the replacement alone");
+    signal(survivor, Signal::SIGCONT);
     echo_works(port, "after the replacement");
 
-    kill(Pid::from_raw(root_pid as i32), Signal::SIGTERM).expect("signal the root");
+    // A worker that cannot exit yet (stopped) must keep the root waiting for it.
+    signal(survivor, Signal::SIGSTOP);
+    signal(root_pid, Signal::SIGTERM);
+    let early = wait_a_while(|| root.0.try_wait().expect("wait"));
+    assert!(early.is_none(), "the root exited ({early:?}) while worker {survivor} was still running");
+    signal(survivor, Signal::SIGCONT);
     let status = eventually("the root exiting", || root.0.try_wait().expect("wait"));
     assert!(status.success(), "root exited with {status}");
-    assert!(children_of(root_pid).is_empty(), "workers outlived the root");
+    let outlived: Vec<u32> = tracked.0.iter().filter(|p| p.is_running()).map(|p| p.pid).collect();
+    assert!(outlived.is_empty(), "worker processes {outlived:?} outlived the root");
+}
+
+/// Polls `check` for half a second: for what must *not* happen, nothing can be awaited.
+fn wait_a_while<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < until {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+fn signal(pid: u32, signal: Signal) {
+    kill(Pid::from_raw(pid as i32), signal).unwrap_or_else(|e| panic!("{signal} to {pid}: {e}"));
+}
+
+/// Children of `parent` that have not exited (a zombie waits for its parent to reap it).
+fn live_children(parent: u32) -> BTreeSet<u32> {
+    children_of(parent).into_iter().filter(|&pid| Proc::new(pid).is_running()).collect()
+}
+
+/// Worker processes seen during a test; any still running when it ends (it failed
+/// half-way, perhaps with one stopped) is killed.
+struct Tracked(Vec<Proc>);
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        for p in self.0.iter().filter(|p| p.is_running()) {
+            let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+/// A process seen once, recognised later by its pid *and* start time (a pid may be reused).
+struct Proc {
+    pid: u32,
+    started: Option<u64>,
+}
+
+impl Proc {
+    fn new(pid: u32) -> Proc {
+        Proc { pid, started: stat_field(pid, 19) }
+    }
+
+    /// Still this process, and neither exited (zombie) nor dead.
+    fn is_running(&self) -> bool {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else { return false };
+        let state = stat_fields(&stat).next();
+        state.is_some_and(|s| s != "Z" && s != "X") && stat_field(self.pid, 19) == self.started
+    }
+}
+
+/// Field `n` (0 = state, 1 = ppid, 19 = start time) after the command name of `/proc/PID/stat`.
+fn stat_field(pid: u32, n: usize) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_fields(&stat).nth(n)?.parse().ok()
+}
+
+/// The fields after the command name, which may itself hold spaces and parentheses.
+fn stat_fields(stat: &str) -> std::str::SplitWhitespace<'_> {
+    stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace()
 }
