@@ -6,11 +6,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use reactor::Builder;
-use util::{start, PATIENCE};
+use util::{start, start_on, PATIENCE};
 
 #[test]
 fn run_every_10ms_5_times_fires_exactly_5_times_never_early() {
-    let r = start(Builder::new().signals(false));
+    // One worker: a sixth tick, handed over before the sentinel, would also run first.
+    let r = start_on(Builder::new().signals(false), 1);
     let (tx, rx) = mpsc::channel();
     let interval = Duration::from_millis(10);
     let start = Instant::now();
@@ -57,23 +58,31 @@ fn run_after_fires_once_on_a_pool_thread_and_cancel_prevents_it() {
 
 #[test]
 fn cancelling_a_forever_timer_stops_it() {
-    let r = start(Builder::new().signals(false));
+    // One worker runs tasks in hand-over order: every tick handed over before the
+    // cancel runs before the first sentinel, however late the machine runs them.
+    let r = start_on(Builder::new().signals(false), 1);
     let (tx, rx) = mpsc::channel();
     let ticks = tx.clone();
-    let id = r
-        .handle
-        .run_every(Duration::from_millis(5), 0, move || ticks.send("tick").expect("test waits"))
-        .expect("running");
+    let period = Duration::from_millis(5);
+    let id = r.handle.run_every(period, 0, move || ticks.send("tick").expect("test waits")).expect("running");
     for _ in 0..3 {
         assert_eq!(rx.recv_timeout(PATIENCE).expect("ticks"), "tick");
     }
     r.handle.cancel(id).expect("reactor running");
-    // Commands apply in order: once the sentinel is scheduled, the cancel was applied.
-    r.handle
-        .run_after(Duration::from_millis(50), move || tx.send("sentinel").expect("test waits"))
-        .expect("running");
-    let rest: Vec<_> =
-        std::iter::from_fn(|| rx.recv_timeout(PATIENCE).ok()).take_while(|m| *m != "sentinel").collect();
-    assert!(rest.len() <= 1, "ticks after cancel: {rest:?}"); // one may have been in flight on the pool
+    // Commands apply in order: the sentinels are scheduled after the cancel was applied.
+    // A live timer would be due (and handed over) between them, ten periods apart.
+    for (name, delay) in [("first sentinel", Duration::ZERO), ("second sentinel", period * 10)] {
+        let tx = tx.clone();
+        r.handle.run_after(delay, move || tx.send(name).expect("test waits")).expect("running");
+    }
+    let until = |sentinel: &str| -> Vec<&str> {
+        std::iter::from_fn(|| Some(rx.recv_timeout(PATIENCE).expect("the sentinels fire")))
+            .take_while(|m| *m != sentinel)
+            .collect()
+    };
+    let in_flight = until("first sentinel");
+    assert!(in_flight.iter().all(|m| *m == "tick"), "{in_flight:?}");
+    let after = until("second sentinel");
+    assert!(after.is_empty(), "ticks after the cancel was applied: {after:?}");
     r.stop();
 }

@@ -56,8 +56,14 @@ impl Dispatch for Recorder {
 
 /// A reactor with a recorder and one listener on a free loopback port, not yet running.
 pub fn reactor(builder: Builder) -> (Reactor<Recorder>, SocketAddr, Receiver<Ev>) {
+    reactor_on(builder, 2)
+}
+
+/// [`reactor`] over a pool of `workers` threads (one worker runs tasks in the order
+/// the reactor handed them over).
+pub fn reactor_on(builder: Builder, workers: usize) -> (Reactor<Recorder>, SocketAddr, Receiver<Ev>) {
     let _ = env_logger::builder().is_test(true).try_init();
-    let pool = Arc::new(Pool::new(2).expect("pool starts"));
+    let pool = Arc::new(Pool::new(workers).expect("pool starts"));
     let (tx, rx) = mpsc::channel();
     let mut reactor = builder.build(pool, Recorder { tx, streams: HashMap::new() }).expect("reactor builds");
     let listener = reactor.listen("127.0.0.1:0".parse().expect("valid address")).expect("binds a free port");
@@ -112,7 +118,12 @@ pub struct Running {
 
 /// Builds a reactor (see [`reactor`]) and runs it.
 pub fn start(builder: Builder) -> Running {
-    let (reactor, addr, rx) = reactor(builder);
+    start_on(builder, 2)
+}
+
+/// [`start`] over a pool of `workers` threads.
+pub fn start_on(builder: Builder, workers: usize) -> Running {
+    let (reactor, addr, rx) = reactor_on(builder, workers);
     let handle = reactor.handle();
     let thread = reactor.spawn().expect("reactor thread starts");
     Running { handle, addr, rx, thread }
