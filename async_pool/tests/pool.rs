@@ -21,23 +21,34 @@ fn parked_pool_wakes_for_one_task_quickly() {
     let pool = Pool::new(2).expect("pool starts");
     let (tx, rx) = mpsc::channel();
     // A worker may still be between announcing its park and blocking on the pipe when
-    // we push; then it sees the task itself and no byte is needed. Retry until one round
-    // really went through the pipe; every round must be fast.
-    for _ in 0..20 {
+    // we push; then it sees the task itself and no byte is needed. Collect rounds that
+    // really went through the pipe. A parked worker blocks in read(2) with no timeout,
+    // so a lost wake-up shows as a task that never runs; a slow wake path (a timed
+    // poll, a sleep before parking) as every round being slow. One loaded round on a
+    // busy machine is not a failure: the fastest of several is judged.
+    let mut through_pipe = Vec::new();
+    for _ in 0..50 {
         eventually("both workers parking", || pool.parked_workers() == 2);
         let before = pool.stats().total().pipe_wakeups;
         let sent = Instant::now();
         let tx = tx.clone();
         pool.run(move || tx.send(sent.elapsed()).expect("test receiver alive")).expect("pool open");
-        let latency = rx.recv_timeout(Duration::from_secs(1)).expect("a parked worker wakes for one task");
-        assert!(latency < Duration::from_millis(100), "wake-up took {latency:?}");
+        let Ok(latency) = rx.recv_timeout(Duration::from_secs(5)) else {
+            std::mem::forget(pool); // dropping it would wait for the worker that never woke
+            panic!("a parked worker did not wake for one task within 5 s");
+        };
         let wakeups = pool.stats().total().pipe_wakeups - before;
         assert!(wakeups <= 1, "one task, {wakeups} pipe writes");
         if wakeups == 1 {
+            through_pipe.push(latency);
+        }
+        if through_pipe.len() == 5 {
+            let fastest = through_pipe.iter().min().expect("five rounds");
+            assert!(*fastest < Duration::from_millis(50), "every wake-up was slow: {through_pipe:?}");
             return;
         }
     }
-    panic!("no task ever reached a parked worker through its pipe");
+    panic!("only {} of 50 tasks reached a parked worker through its pipe", through_pipe.len());
 }
 
 #[test]
