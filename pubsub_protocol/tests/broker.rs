@@ -3,8 +3,6 @@
 
 mod util;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -40,8 +38,7 @@ fn retained_messages_are_set_replaced_cleared_and_sent_on_subscribe() {
     s.subscribe("r/+", QoS::AtLeastOnce);
     let got = s.received();
     assert_eq!((got.topic.as_str(), got.payload.as_slice(), got.retain), ("r/a", &b"two"[..], true));
-    s.sync();
-    assert_eq!(s.input.len(), 0, "the cleared retained message is not sent");
+    s.expect_nothing_pending("the cleared retained message is not sent");
     running.stop();
 }
 
@@ -55,10 +52,12 @@ fn a_will_is_published_when_a_client_vanishes_but_not_after_disconnect() {
     };
     let (mut polite, _) = Client::connect(running.addr, "polite", true, will("wills/polite"));
     polite.send(&Packet::Disconnect);
+    polite.expect_closed("DISCONNECT");
     let (killed, _) = Client::connect(running.addr, "killed", true, will("wills/killed"));
     drop(killed); // no DISCONNECT: the network connection just ends
     let got = watcher.received();
     assert_eq!(got.topic, "wills/killed", "only the vanished client's will");
+    watcher.expect_nothing_pending("a client that sent DISCONNECT has its will discarded");
     running.stop();
 }
 
@@ -69,7 +68,7 @@ fn a_persistent_session_keeps_subscriptions_and_qos1_messages_while_offline() {
     assert!(!ack.session_present);
     s.subscribe("news", QoS::AtLeastOnce);
     s.send(&Packet::Disconnect);
-    assert_eq!(s.recv(), None);
+    s.expect_closed("DISCONNECT");
     let (mut p, _) = Client::connect(running.addr, "p", true, None);
     p.publish("news", b"while you were away", QoS::AtLeastOnce, false);
     p.sync();
@@ -84,7 +83,7 @@ fn the_same_client_id_takes_over_and_dollar_topics_escape_wildcards() {
     let running = start();
     let (mut first, _) = Client::connect(running.addr, "dup", true, None);
     let (mut second, _) = Client::connect(running.addr, "dup", true, None);
-    assert_eq!(first.recv(), None, "the first connection is closed");
+    first.expect_closed("a second connection with the same client id takes over");
     second.subscribe("#", QoS::AtMostOnce);
     let (mut sys, _) = Client::connect(running.addr, "sys", true, None);
     sys.subscribe("$SYS/#", QoS::AtMostOnce);
@@ -101,14 +100,12 @@ fn malformed_packets_close_only_their_connection() {
     let running = start();
     let (mut good, _) = Client::connect(running.addr, "good", true, None);
     good.subscribe("a", QoS::AtMostOnce);
-    let mut bad = TcpStream::connect(running.addr).expect("connect");
-    bad.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    bad.write_all(&[0x30, 3, 0, 1, b'#']).expect("write"); // PUBLISH before CONNECT, wildcard topic
-    let mut buf = [0u8; 16];
-    assert_eq!(bad.read(&mut buf).unwrap_or(0), 0, "closed");
+    let mut bad = Client::open(running.addr);
+    bad.send_bytes(&[0x30, 3, 0, 1, b'#']); // PUBLISH before CONNECT, wildcard topic
+    bad.expect_closed("a PUBLISH with a wildcard topic before CONNECT");
     let (mut bad2, _) = Client::connect(running.addr, "bad2", true, None);
-    bad2.stream.write_all(&[0x36, 5, 0, 1, b'a', 0, 1]).expect("write"); // QoS 3
-    assert_eq!(bad2.recv(), None);
+    bad2.send_bytes(&[0x36, 5, 0, 1, b'a', 0, 1]); // QoS 3
+    bad2.expect_closed("a PUBLISH with QoS 3");
     let (mut p, _) = Client::connect(running.addr, "p", true, None);
     p.publish("a", b"still here", QoS::AtMostOnce, false);
     assert_eq!(good.received().payload, b"still here");

@@ -13,7 +13,7 @@ fn offline_subscriber(running: &util::Running, id: &str) {
     let (mut s, _) = Client::connect(running.addr, id, false, None);
     s.subscribe("q", QoS::AtLeastOnce);
     s.send(&Packet::Disconnect);
-    assert_eq!(s.recv(), None);
+    s.expect_closed("DISCONNECT");
 }
 
 #[test]
@@ -30,6 +30,7 @@ fn drop_policy_bounds_the_queue_and_counts_every_drop() {
     for n in 0..5u8 {
         assert_eq!(back.received().payload, [n]);
     }
+    back.expect_nothing_pending("only max_queued messages are kept");
     running.stop();
 }
 
@@ -71,8 +72,7 @@ fn expired_messages_are_not_delivered() {
     running.broker.sweep();
     assert_eq!(running.broker.retained_count(), 0, "the retained message expired");
     let (mut back, _) = Client::connect(running.addr, "late", false, None);
-    back.sync();
-    assert!(back.input.is_empty(), "the queued message expired");
+    back.expect_nothing_pending("the queued message expired");
     p.publish("q", b"fresh", QoS::AtLeastOnce, false);
     assert_eq!(back.received().payload, b"fresh");
     running.stop();
@@ -89,8 +89,7 @@ fn keep_alive_expiry_closes_and_publishes_the_will() {
         qos: QoS::AtMostOnce,
         retain: false,
     };
-    let stream = std::net::TcpStream::connect(running.addr).expect("connect");
-    let mut silent = Client { stream, input: Vec::new() };
+    let mut silent = Client::open(running.addr);
     let connect = pubsub_protocol::packet::Connect {
         level: 4,
         clean_session: true,
@@ -102,9 +101,10 @@ fn keep_alive_expiry_closes_and_publishes_the_will() {
     };
     let started = Instant::now();
     silent.send(&Packet::Connect(connect));
-    assert!(matches!(silent.recv(), Some(Packet::Connack(_))));
-    assert_eq!(watcher.received().payload, b"timed out");
+    assert!(matches!(silent.recv(), Packet::Connack(_)));
+    silent.expect_closed("no packet within 1.5 x the keep-alive");
     assert!(started.elapsed() >= Duration::from_millis(1500), "closed before 1.5 x keep-alive");
+    assert_eq!(watcher.received().payload, b"timed out");
     running.stop();
 }
 
@@ -159,7 +159,7 @@ fn block_policy_never_deadlocks_a_client_subscribed_to_its_own_topic() {
             me.send(&Packet::Publish(p));
             next_id += 1;
         }
-        match me.recv().expect("the broker keeps talking to us") {
+        match me.recv() {
             Packet::Puback(_) => acked += 1,
             Packet::Publish(m) => {
                 me.send(&Packet::Puback(m.packet_id.expect("QoS 1")));

@@ -10,7 +10,7 @@ use httpd::{Http, Site};
 use protocol_server::Server;
 use pubsub_protocol::packet::QoS;
 use pubsub_protocol::{Broker, Config, Mqtt};
-use util::Client;
+use util::{Client, PATIENCE};
 
 #[test]
 fn one_server_serves_http_and_mqtt_on_two_listeners() {
@@ -27,9 +27,10 @@ fn one_server_serves_http_and_mqtt_on_two_listeners() {
     let (http, mqtt) = (server.local_addrs()[0], server.local_addrs()[1]);
 
     let mut web = std::net::TcpStream::connect(http).expect("connect");
+    web.set_read_timeout(Some(PATIENCE)).expect("set the read timeout");
     web.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
     let mut page = String::new();
-    web.read_to_string(&mut page).expect("read");
+    web.read_to_string(&mut page).expect("httpd answers and closes (Connection: close) in time");
     assert!(page.starts_with("HTTP/1.1 200 OK") && page.ends_with("Hello, World!"), "{page}");
 
     let (mut sub, _) = Client::connect(mqtt, "s", true, None);
