@@ -64,15 +64,26 @@ fn block_policy_pauses_publishers_and_loses_nothing() {
 #[test]
 fn expired_messages_are_not_delivered() {
     let ttl = Duration::from_millis(300);
+    // No sweep timer here (the binary schedules it; tests/binary.rs covers it): what
+    // expires before a sweep must still not be delivered.
     let running = start_with(Config { message_expiry: Some(ttl), ..Config::default() });
     offline_subscriber(&running, "late");
     let (mut p, _) = Client::connect(running.addr, "p", true, None);
-    p.publish("q", b"stale", QoS::AtLeastOnce, true);
+    p.publish("q", b"stale", QoS::AtLeastOnce, true); // queued for "late", and retained
     std::thread::sleep(ttl * 2); // expiry is about time passing: let it pass
-    running.broker.sweep();
-    assert_eq!(running.broker.retained_count(), 0, "the retained message expired");
     let (mut back, _) = Client::connect(running.addr, "late", false, None);
-    back.expect_nothing_pending("the queued message expired");
+    back.expect_nothing_pending("the queued message expired: the drain on reconnect drops it");
+    let (mut reader, _) = Client::connect(running.addr, "reader", true, None);
+    reader.subscribe("q", QoS::AtLeastOnce);
+    reader.expect_nothing_pending("the retained message expired: a new subscription does not get it");
+    let expired = || running.broker.stats.expired.load(Ordering::Relaxed);
+    assert_eq!((expired(), running.broker.retained_count()), (1, 1), "only a sweep frees a retained message");
+    running.broker.sweep();
+    assert_eq!(
+        (expired(), running.broker.retained_count()),
+        (2, 0),
+        "the sweep dropped the retained message"
+    );
     p.publish("q", b"fresh", QoS::AtLeastOnce, false);
     assert_eq!(back.received().payload, b"fresh");
     running.stop();
