@@ -26,6 +26,15 @@ def client(name, will=None):
     return c, inbox, subscribed
 
 
+def publish(c, topic, payload, qos, retain=False):
+    """Publishes and, for QoS 1/2, waits for the broker's acknowledgement: a
+    wait_for_publish that times out returns quietly, so check is_published."""
+    info = c.publish(topic, payload, qos=qos, retain=retain)
+    info.wait_for_publish(TIMEOUT)
+    if not info.is_published():
+        sys.exit(f"{topic} (QoS {qos}) not acknowledged within {TIMEOUT} s")
+
+
 def expect(inbox, what):
     try:
         return inbox.get(timeout=TIMEOUT)
@@ -39,11 +48,11 @@ expect(subscribed, "SUBACK")
 
 pub, _, _ = client("paho-pub")
 for qos in (0, 1, 2):
-    pub.publish("p/x", f"qos{qos}", qos=qos).wait_for_publish(TIMEOUT)
+    publish(pub, "p/x", f"qos{qos}", qos)
     topic, payload, retain, got_qos = expect(inbox, f"QoS {qos} message")
     assert (topic, payload, retain, got_qos) == ("p/x", f"qos{qos}".encode(), False, min(qos, 1)), (topic, payload, retain, got_qos)
 
-pub.publish("p/kept", "retained", qos=1, retain=True).wait_for_publish(TIMEOUT)
+publish(pub, "p/kept", "retained", 1, retain=True)
 expect(inbox, "the retained message live")
 late, late_inbox, late_subscribed = client("paho-late")
 late.subscribe("p/kept", qos=1)
