@@ -1,0 +1,223 @@
+//! The `pubsub` binary as shipped: its flags reach the broker and its own timers run.
+//! `$SYS` updates every `--sys-interval` with live counts, the `--message-expiry`
+//! sweep drops messages nobody reads, `--max-queued` with `--overflow drop` keeps
+//! exactly that many for an offline session, and `--overflow block` holds a publisher
+//! (no PUBACK) while a subscriber's queue is full, then loses nothing. Each is
+//! observed over MQTT from outside the process, as an operator would.
+
+mod util;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use pubsub_protocol::packet::{Packet, Publish, QoS};
+use util::{Client, Next, PATIENCE};
+
+/// A `pubsub` process listening on a free port of 127.0.0.1, killed on drop.
+struct Pubsub {
+    child: Child,
+    addr: SocketAddr,
+    /// Its log lines, drained by a thread so a full pipe never stalls the broker.
+    log: Receiver<String>,
+}
+
+impl Pubsub {
+    /// Starts `pubsub --port 0` with `flags` and returns once it logged where it
+    /// listens (the port is picked by the kernel: no race for a free one).
+    fn start(flags: &[&str]) -> Pubsub {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pubsub"))
+            .args(["--address", "127.0.0.1", "--port", "0", "--threads", "2"])
+            .args(flags)
+            .env("RUST_LOG", "info") // the "listening on" line is at info
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the pubsub binary");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line); // the test may be gone: keep draining anyway
+            }
+        });
+        let mut broker = Pubsub { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), log };
+        broker.addr = broker.listening_addr();
+        broker
+    }
+
+    /// Reads the log until the "listening on mqtt://ADDR" line.
+    fn listening_addr(&self) -> SocketAddr {
+        let deadline = Instant::now() + PATIENCE;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => match line.split_once("listening on mqtt://") {
+                    Some((_, addr)) => return addr.trim().parse().expect("a socket address in the log"),
+                    None => seen.push(line),
+                },
+                Err(RecvTimeoutError::Timeout) => panic!("pubsub not listening after {PATIENCE:?}: {seen:?}"),
+                Err(RecvTimeoutError::Disconnected) => panic!("pubsub exited at start: {seen:?}"),
+            }
+        }
+    }
+
+    /// A client connected with `id`.
+    fn connect(&self, id: &str, clean: bool) -> Client {
+        Client::connect(self.addr, id, clean, None).0
+    }
+
+    /// A persistent session `id` subscribed to `topic` at QoS 1, then disconnected:
+    /// its messages queue in the broker.
+    fn offline_subscriber(&self, id: &str, topic: &str) {
+        let mut s = self.connect(id, false);
+        s.subscribe(topic, QoS::AtLeastOnce);
+        s.send(&Packet::Disconnect);
+        s.expect_closed("DISCONNECT");
+    }
+}
+
+impl Drop for Pubsub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits up to `within` for a live (not retained) `$SYS/broker/{topic}` update
+/// whose value satisfies `wanted` (described by `what`); returns how many live
+/// updates arrived meanwhile. `watcher` must be subscribed to that topic only.
+fn await_sys(
+    watcher: &mut Client,
+    topic: &str,
+    what: &str,
+    within: Duration,
+    wanted: impl Fn(&str) -> bool,
+) -> usize {
+    let deadline = Instant::now() + within;
+    let mut live = Vec::new();
+    while Instant::now() < deadline {
+        match watcher.next() {
+            // A retained copy is an old value, sent on subscribe: only live ones count.
+            Next::Packet(Packet::Publish(m)) if !m.retain => {
+                assert_eq!(m.topic, format!("$SYS/broker/{topic}"));
+                let value = String::from_utf8(m.payload).expect("$SYS values are text");
+                if wanted(&value) {
+                    return live.len() + 1;
+                }
+                live.push(value);
+            }
+            Next::Packet(Packet::Publish(_)) => {}
+            Next::Packet(other) => panic!("expected $SYS/broker/{topic}, got {other:?}"),
+            Next::Closed => panic!("the broker closed the $SYS watcher"),
+            Next::Silent => {
+                panic!("no $SYS/broker/{topic} update within {PATIENCE:?}: the timer never fired")
+            }
+        }
+    }
+    panic!("no $SYS/broker/{topic} {what} within {within:?}; live values seen: {live:?}");
+}
+
+/// A QoS 1 PUBLISH with packet id 9, as `Client::publish` sends it.
+fn qos1(topic: &str, payload: &[u8]) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: topic.into(),
+        packet_id: Some(9),
+        payload: payload.into(),
+    })
+}
+
+#[test]
+fn sys_topics_are_published_every_interval_with_the_live_client_count() {
+    let broker = Pubsub::start(&["--sys-interval", "1"]);
+    let mut watcher = broker.connect("watcher", true);
+    let mut other = broker.connect("other", true);
+    watcher.subscribe("$SYS/broker/clients/connected", QoS::AtMostOnce);
+    // Two clients are connected; every tick computed after the subscription says so.
+    let updates = await_sys(&mut watcher, "clients/connected", "= 2", PATIENCE, |v| v == "2");
+    assert!(updates <= 2, "a tick after the subscription reported a wrong count");
+    other.send(&Packet::Disconnect);
+    other.expect_closed("DISCONNECT");
+    // A later tick follows the count down: the timer repeats and the value is live.
+    await_sys(&mut watcher, "clients/connected", "= 1 after a disconnect", PATIENCE, |v| v == "1");
+}
+
+#[test]
+fn max_queued_with_overflow_drop_keeps_exactly_that_many_and_counts_the_rest() {
+    let broker = Pubsub::start(&["--max-queued", "5", "--overflow", "drop", "--sys-interval", "1"]);
+    broker.offline_subscriber("slow", "q");
+    let mut p = broker.connect("p", true);
+    for n in 0..10u8 {
+        p.publish("q", &[n], QoS::AtLeastOnce, false); // PUBACK: routed (or dropped) already
+    }
+    let mut watcher = broker.connect("watcher", true);
+    watcher.subscribe("$SYS/broker/messages/dropped", QoS::AtMostOnce);
+    await_sys(&mut watcher, "messages/dropped", "= 5", PATIENCE, |v| v == "5");
+    let mut back = broker.connect("slow", false);
+    for n in 0..5u8 {
+        assert_eq!(back.received().payload, [n], "the first five, in order");
+    }
+    back.expect_nothing_pending("--max-queued 5 keeps five messages");
+}
+
+#[test]
+fn message_expiry_sweeps_unread_messages_and_delivers_fresh_ones() {
+    const TTL_SECS: u64 = 3; // whole seconds; fresh messages must outlive a reconnect
+    let ttl = Duration::from_secs(TTL_SECS);
+    let broker = Pubsub::start(&["--message-expiry", &TTL_SECS.to_string(), "--sys-interval", "1"]);
+    broker.offline_subscriber("late", "q");
+    let mut p = broker.connect("p", true);
+    p.publish("q", b"stale", QoS::AtLeastOnce, false);
+    p.publish("kept", b"stale", QoS::AtLeastOnce, true);
+    // Nobody reads either message, so only the periodic sweep can drop them; it runs
+    // every ttl, so both are gone within two ttl. ($SYS topics are retained and
+    // refreshed every second: they expire only if a tick is late by over a ttl.)
+    let mut watcher = broker.connect("watcher", true);
+    watcher.subscribe("$SYS/broker/messages/expired", QoS::AtMostOnce);
+    let swept = |v: &str| v.parse::<u64>().is_ok_and(|n| n >= 2);
+    await_sys(&mut watcher, "messages/expired", ">= 2 (queued + retained)", ttl * 2 + PATIENCE, swept);
+    p.publish("q", b"fresh", QoS::AtLeastOnce, false);
+    let mut back = broker.connect("late", false);
+    assert_eq!(back.received().payload, b"fresh", "the fresh message, not the stale one");
+    back.expect_nothing_pending("the stale queued message expired");
+    let mut reader = broker.connect("reader", true);
+    reader.subscribe("kept", QoS::AtLeastOnce);
+    reader.expect_nothing_pending("the stale retained message expired");
+}
+
+#[test]
+fn overflow_block_holds_the_publisher_while_a_queue_is_full_and_loses_nothing() {
+    // Quiet for this long counts as "held": the broker answers an unheld PUBLISH in
+    // well under a millisecond, and a late answer only hides a failure, never fakes one.
+    const HELD_FOR: Duration = Duration::from_secs(1);
+    let flags = ["--max-queued", "3", "--max-inflight", "1", "--overflow", "block", "--sys-interval", "0"];
+    let broker = Pubsub::start(&flags);
+    // An online subscriber that does not acknowledge yet: one message in flight, then
+    // its queue fills. (An offline one would hold publishers for good: issue 11.)
+    let mut s = broker.connect("slow", true);
+    s.subscribe("q", QoS::AtLeastOnce);
+    let mut p = broker.connect("p", true);
+    for n in 0..4u8 {
+        p.publish("q", &[n], QoS::AtLeastOnce, false); // 1 in flight + 3 queued: acked
+    }
+    p.send(&qos1("q", &[4]));
+    p.expect_silent(HELD_FOR, "the queue is full (--max-queued 3): the publisher is held");
+    let publisher = std::thread::spawn(move || {
+        assert_eq!(p.recv(), Packet::Puback(9), "the held PUBLISH is acknowledged once resumed");
+        for n in 5..10u8 {
+            p.publish("q", &[n], QoS::AtLeastOnce, false);
+        }
+    });
+    for n in 0..10u8 {
+        assert_eq!(s.received().payload, [n], "nothing lost, in order");
+    }
+    publisher.join().expect("the publisher finished once the subscriber caught up");
+    s.expect_nothing_pending("each message once");
+}
