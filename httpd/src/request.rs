@@ -5,18 +5,17 @@
 
 use crate::Limits;
 
-/// A status the parser answers with, and whether the connection must close after it.
+/// A status the parser answers with. The connection always closes after it: once a
+/// head is refused, where the next request starts is unknown or untrusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reject {
     /// The response status.
     pub status: u16,
-    /// Close after answering (framing is unknown or untrusted).
-    pub close: bool,
 }
 
 impl Reject {
     fn close(status: u16) -> Reject {
-        Reject { status, close: true }
+        Reject { status }
     }
 }
 
