@@ -132,6 +132,11 @@ pub struct Broker {
     started: Option<Instant>,
 }
 
+/// Whether a message on `topic` that arrived `at` outlived `ttl` (`$SYS` never does).
+fn outlived(topic: &str, at: Instant, ttl: Duration) -> bool {
+    !topic.starts_with("$SYS/") && at.elapsed() > ttl
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -172,7 +177,6 @@ impl Broker {
     /// once at min(publish QoS, granted QoS) ([MQTT-3.3.5-1]). Returns the sessions
     /// whose queue is now full (under `Overflow::Block` the publisher waits for them).
     pub(crate) fn publish(&self, msg: &Publish) -> Vec<Arc<Mutex<Session>>> {
-        self.stats.received.fetch_add(1, Ordering::Relaxed);
         if msg.retain {
             self.retain(msg);
         }
@@ -216,7 +220,7 @@ impl Broker {
         let retained: Vec<Publish> = {
             let all = self.retained.read().unwrap_or_else(|p| p.into_inner());
             all.values()
-                .filter(|(at, m)| !self.expired(*at) && matches(filter, &m.topic))
+                .filter(|(at, m)| !self.expired(&m.topic, *at) && matches(filter, &m.topic))
                 .map(|(_, m)| m.clone())
                 .collect()
         };
@@ -226,8 +230,11 @@ impl Broker {
         }
     }
 
-    fn expired(&self, at: Instant) -> bool {
-        self.config.message_expiry.is_some_and(|ttl| at.elapsed() > ttl)
+    /// Whether a message on `topic` that arrived `at` outlived `message_expiry`. The
+    /// broker's own `$SYS` topics never expire: they are replaced every `sys_interval`,
+    /// which may well be longer than the expiry.
+    fn expired(&self, topic: &str, at: Instant) -> bool {
+        self.config.message_expiry.is_some_and(|ttl| outlived(topic, at, ttl))
     }
 
     /// Sends now, or queues: QoS 1/2 while the client is offline or its window full,
@@ -287,7 +294,7 @@ impl Broker {
     pub(crate) fn drain_queue(&self, session: &mut Session) {
         let was_full = session.queue.len() >= self.config.max_queued;
         while let Some((at, front)) = session.queue.front() {
-            if self.expired(*at) {
+            if self.expired(&front.topic, *at) {
                 session.queue.pop_front();
                 self.stats.expired.fetch_add(1, Ordering::Relaxed);
                 continue;
@@ -343,7 +350,7 @@ impl Broker {
         let mut dropped = {
             let mut retained = self.retained.write().unwrap_or_else(|p| p.into_inner());
             let before = retained.len();
-            retained.retain(|_, (at, _)| at.elapsed() <= ttl);
+            retained.retain(|topic, (at, _)| !outlived(topic, *at, ttl));
             before - retained.len()
         };
         let sessions: Vec<_> =
@@ -351,7 +358,7 @@ impl Broker {
         for session in sessions {
             let mut s = lock(&session);
             let before = s.queue.len();
-            s.queue.retain(|(at, _)| at.elapsed() <= ttl);
+            s.queue.retain(|(at, m)| !outlived(&m.topic, *at, ttl));
             dropped += before - s.queue.len();
         }
         self.stats.expired.fetch_add(dropped as u64, Ordering::Relaxed);

@@ -87,6 +87,10 @@ impl Mqtt {
                 other => Err(format!("{other:?} before CONNECT")), // [MQTT-3.1.0-1]
             };
         };
+        if matches!(packet, Packet::Publish(_)) {
+            // Here, not in `Broker::publish`: wills and `$SYS` are not received.
+            self.broker.stats.received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         match packet {
             Packet::Connect(_) => Err("second CONNECT".into()), // [MQTT-3.1.0-2]
             Packet::Publish(p) if self.blocked => self.hold(conn, p),
