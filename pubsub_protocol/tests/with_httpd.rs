@@ -38,7 +38,14 @@ fn one_server_serves_http_and_mqtt_on_two_listeners() {
     let (mut p, _) = Client::connect(mqtt, "p", true, None);
     p.publish("t", b"both", QoS::AtMostOnce, false);
     assert_eq!(sub.received().payload, b"both");
-    assert_eq!((server.count(Some("http")), server.count(Some("mqtt"))), (0, 2));
+    assert_eq!(server.count(Some("mqtt")), 2);
+    // The web client saw EOF before the server's own bookkeeping of the close ran (on
+    // the reactor thread): poll, nothing signals it.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while server.count(Some("http")) != 0 {
+        assert!(std::time::Instant::now() < deadline, "the closed web connection is still counted");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 
     server.stop();
     thread.join().expect("thread").expect("clean stop");
