@@ -4,118 +4,24 @@
 //! Locks are short and taken in one order: the trie or the retained map alone, the
 //! session map (read) to find a session, then that one session.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use protocol_server::{Conn, ConnId, Server};
 
+pub use crate::config::{Config, Overflow};
+pub(crate) use crate::session::{Inflight, Session};
+pub use crate::stats::Stats;
+
 use crate::packet::{Packet, Publish, QoS};
+use crate::retained::{self, Retained};
 use crate::topic::{matches, Trie};
-
-/// What to do when a subscriber's queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Overflow {
-    /// Drop: a queued QoS 0 message first, else the new one; every drop is counted.
-    #[default]
-    Drop,
-    /// Stop reading from publishers until the queue has room: nothing is lost.
-    Block,
-}
-
-/// Broker settings.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Largest packet accepted (bigger ones close the connection).
-    pub max_packet: usize,
-    /// Messages queued per session: offline (QoS 1/2), beyond the in-flight window,
-    /// or behind a socket that is not taking what we send.
-    pub max_queued: usize,
-    /// Outgoing QoS 1/2 messages awaiting acknowledgement per session.
-    pub max_inflight: usize,
-    /// Queued and retained messages older than this are dropped (`None`: kept).
-    pub message_expiry: Option<Duration>,
-    /// See [`Overflow`].
-    pub overflow: Overflow,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        // mosquitto's defaults: max_queued_messages 1000, max_inflight_messages 20.
-        Config {
-            max_packet: 256 << 20,
-            max_queued: 1000,
-            max_inflight: 20,
-            message_expiry: None,
-            overflow: Overflow::Drop,
-        }
-    }
-}
 
 /// Bytes waiting in a subscriber's socket output before further messages queue in
 /// its session instead, where the overflow policy applies.
 const SOCKET_BACKLOG: usize = 64 * 1024;
-
-/// Counters, for `$SYS` and tests.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// PUBLISH packets received.
-    pub received: AtomicU64,
-    /// PUBLISH packets sent.
-    pub sent: AtomicU64,
-    /// Messages dropped because a queue was full.
-    pub dropped: AtomicU64,
-    /// Messages dropped because they outlived `message_expiry`.
-    pub expired: AtomicU64,
-    /// Bytes read from clients.
-    pub bytes_received: AtomicU64,
-    /// Bytes queued to clients.
-    pub bytes_sent: AtomicU64,
-}
-
-/// An outgoing QoS 1/2 message awaiting its acknowledgement.
-#[derive(Debug, Clone)]
-pub(crate) enum Inflight {
-    /// Sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
-    Publish(Publish),
-    /// PUBREC received, PUBREL sent; waiting for PUBCOMP.
-    Released,
-}
-
-/// What the broker keeps per client id.
-#[derive(Debug, Default)]
-pub(crate) struct Session {
-    pub(crate) conn: Option<Conn>,
-    pub(crate) clean: bool,
-    pub(crate) filters: HashMap<String, QoS>,
-    /// Outgoing packet id → state, in sending order.
-    pub(crate) inflight: Vec<(u16, Inflight)>,
-    /// Messages not sent yet (offline, window full, socket backlog), with their
-    /// arrival time for expiry.
-    pub(crate) queue: VecDeque<(Instant, Publish)>,
-    /// Inbound QoS 2 packet ids between PUBREC and PUBREL; allocated on the first
-    /// (most clients never publish at QoS 2, and every session is held in memory).
-    #[allow(clippy::box_collection)] // one word per session, not a `HashSet`'s six
-    pub(crate) receiving: Option<Box<HashSet<u16>>>,
-    next_id: u16,
-}
-
-impl Session {
-    fn next_id(&mut self) -> u16 {
-        loop {
-            self.next_id = self.next_id.wrapping_add(1).max(1);
-            let id = self.next_id;
-            if !self.inflight.iter().any(|(used, _)| *used == id) {
-                return id;
-            }
-        }
-    }
-
-    fn online(&self) -> bool {
-        self.conn.as_ref().is_some_and(Conn::is_open)
-    }
-}
 
 /// The broker: one per server, shared by every connection's protocol value.
 #[derive(Debug, Default)]
@@ -123,7 +29,10 @@ pub struct Broker {
     pub(crate) config: Config,
     pub(crate) sessions: RwLock<HashMap<Arc<str>, Arc<Mutex<Session>>>>,
     pub(crate) subscriptions: RwLock<Trie<Arc<str>>>,
-    pub(crate) retained: RwLock<HashMap<String, (Instant, Publish)>>,
+    pub(crate) retained: RwLock<Retained>,
+    /// Sessions in `sessions` that are persistent (not clean): changed with the
+    /// session map's write lock held, read without it for the bound.
+    pub(crate) persistent: AtomicUsize,
     /// Publishers paused because a subscriber's queue is full (`Overflow::Block`).
     blocked: Mutex<HashMap<ConnId, Conn>>,
     /// Counters.
@@ -159,6 +68,11 @@ impl Broker {
         self.retained.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// Persistent sessions held, connected or not.
+    pub fn persistent_sessions(&self) -> usize {
+        self.persistent.load(Ordering::Relaxed)
+    }
+
     /// Subscriptions held.
     pub fn subscription_count(&self) -> usize {
         self.subscriptions.read().unwrap_or_else(|p| p.into_inner()).len()
@@ -176,9 +90,10 @@ impl Broker {
     /// Routes an incoming publish: the retained store, then every matching subscriber
     /// once at min(publish QoS, granted QoS) ([MQTT-3.3.5-1]). Returns the sessions
     /// whose queue is now full (under `Overflow::Block` the publisher waits for them).
-    pub(crate) fn publish(&self, msg: &Publish) -> Vec<Arc<Mutex<Session>>> {
+    /// `from` names the origin in log lines (a client id, a will, `$SYS`).
+    pub(crate) fn publish(&self, msg: &Publish, from: &str) -> Vec<Arc<Mutex<Session>>> {
         if msg.retain {
-            self.retain(msg);
+            self.retain(msg, from);
         }
         let targets = self.subscriptions.read().unwrap_or_else(|p| p.into_inner()).subscribers(&msg.topic);
         // One read lock of the session map for the whole fan-out, not one per subscriber.
@@ -205,12 +120,13 @@ impl Broker {
         full
     }
 
-    fn retain(&self, msg: &Publish) {
-        let mut retained = self.retained.write().unwrap_or_else(|p| p.into_inner());
-        if msg.payload.is_empty() {
-            retained.remove(&msg.topic); // [MQTT-3.3.1-10], -11
-        } else {
-            retained.insert(msg.topic.clone(), (Instant::now(), msg.clone())); // [MQTT-3.3.1-5]
+    fn retain(&self, msg: &Publish, from: &str) {
+        let (max, max_bytes) = (self.config.max_retained, self.config.max_retained_bytes);
+        let kept = self.retained.write().unwrap_or_else(|p| p.into_inner()).set(msg, max, max_bytes);
+        if let Err(why) = kept {
+            // Still delivered to current subscribers: only the retaining is refused.
+            log::warn!("{from}: retained message on {:?} not kept: {why}", msg.topic);
+            self.stats.refused_retained.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -219,7 +135,7 @@ impl Broker {
     pub(crate) fn send_retained(&self, session: &mut Session, filter: &str, granted: QoS) {
         let retained: Vec<Publish> = {
             let all = self.retained.read().unwrap_or_else(|p| p.into_inner());
-            all.values()
+            all.iter()
                 .filter(|(at, m)| !self.expired(&m.topic, *at) && matches(filter, &m.topic))
                 .map(|(_, m)| m.clone())
                 .collect()
@@ -266,46 +182,59 @@ impl Broker {
         self.send(session, &Packet::Publish(msg));
     }
 
-    /// Queues under the overflow policy; returns whether the queue is now full.
+    /// Queues under the overflow policy; returns whether the queue is now full and
+    /// the publisher should wait (only for a connected subscriber under Block).
     fn enqueue(&self, session: &mut Session, msg: Publish) -> bool {
-        // Under Block, publishers pause at max_queued; what cannot be paused (retained
-        // messages on subscribe, wills, $SYS) still meets a hard cap at twice that.
-        let cap = match self.config.overflow {
-            Overflow::Drop => self.config.max_queued,
-            Overflow::Block => self.config.max_queued.saturating_mul(2),
+        // Under Block, publishers pause at the bounds; what cannot be paused (retained
+        // messages on subscribe, wills, $SYS) still meets a hard cap at twice them. An
+        // offline session pauses no one: its client may never come back.
+        let block = self.config.overflow == Overflow::Block && session.online();
+        let slack = if block { 2 } else { 1 };
+        let over = |s: &Session, extra: usize| {
+            s.queue.len() >= self.config.max_queued.saturating_mul(slack)
+                || (self.config.max_queued_bytes > 0
+                    && s.queued_bytes + extra > self.config.max_queued_bytes.saturating_mul(slack))
         };
-        if session.queue.len() >= cap {
+        let size = retained::size(&msg);
+        if over(session, size) && block {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            if self.config.overflow == Overflow::Block {
-                return true;
-            }
-            // Room by dropping the oldest queued QoS 0 message; with none, drop this one.
+            return true;
+        }
+        // Room by dropping queued QoS 0 messages, oldest first; with none, drop this one.
+        while over(session, size) {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             match session.queue.iter().position(|(_, m)| m.qos == QoS::AtMostOnce) {
-                Some(i) if msg.qos != QoS::AtMostOnce => drop(session.queue.remove(i)),
-                _ => return true,
+                Some(i) if msg.qos != QoS::AtMostOnce => session.remove(i),
+                _ => return false,
             }
         }
-        session.queue.push_back((Instant::now(), msg));
+        session.push(msg);
+        block && self.full(session)
+    }
+
+    /// Whether a queue is at its bound (message count or bytes).
+    fn full(&self, session: &Session) -> bool {
         session.queue.len() >= self.config.max_queued
+            || (self.config.max_queued_bytes > 0 && session.queued_bytes >= self.config.max_queued_bytes)
     }
 
     /// Sends queued messages while the window and the socket have room; expired ones
     /// are dropped. Wakes blocked publishers once the queue has room again.
     pub(crate) fn drain_queue(&self, session: &mut Session) {
-        let was_full = session.queue.len() >= self.config.max_queued;
+        let was_full = self.full(session);
         while let Some((at, front)) = session.queue.front() {
             if self.expired(&front.topic, *at) {
-                session.queue.pop_front();
+                session.pop();
                 self.stats.expired.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             if !session.online() || !self.can_send(session, front.qos) {
                 break;
             }
-            let (_, msg) = session.queue.pop_front().expect("front() just saw it");
+            let (_, msg) = session.pop().expect("front() just saw it");
             self.send_now(session, msg);
         }
-        if was_full && session.queue.len() < self.config.max_queued {
+        if was_full && !self.full(session) {
             self.wake_publishers();
         }
     }
@@ -315,7 +244,10 @@ impl Broker {
     /// between the publish and this call: waiting would never be woken).
     pub(crate) fn block(&self, publisher: &Conn, full: &[Arc<Mutex<Session>>]) -> bool {
         lock(&self.blocked).insert(publisher.id(), publisher.clone());
-        let still_full = full.iter().any(|s| lock(s).queue.len() >= self.config.max_queued);
+        let still_full = full.iter().any(|s| {
+            let s = lock(s);
+            s.online() && self.full(&s)
+        });
         if !still_full {
             lock(&self.blocked).remove(&publisher.id());
         }
@@ -347,24 +279,49 @@ impl Broker {
     /// `message_expiry` even for topics nobody reads.
     pub fn sweep(&self) {
         let Some(ttl) = self.config.message_expiry else { return };
-        let mut dropped = {
-            let mut retained = self.retained.write().unwrap_or_else(|p| p.into_inner());
-            let before = retained.len();
-            retained.retain(|topic, (at, _)| !outlived(topic, *at, ttl));
-            before - retained.len()
-        };
+        let mut dropped = self
+            .retained
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .drop_if(|topic, at| outlived(topic, at, ttl));
         let sessions: Vec<_> =
             self.sessions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         for session in sessions {
-            let mut s = lock(&session);
-            let before = s.queue.len();
-            s.queue.retain(|(at, m)| !outlived(&m.topic, *at, ttl));
-            dropped += before - s.queue.len();
+            dropped += lock(&session).drop_if(|m, at| outlived(&m.topic, at, ttl));
         }
         self.stats.expired.fetch_add(dropped as u64, Ordering::Relaxed);
         if dropped > 0 {
             self.wake_publishers(); // queues shrank without a drain
         }
+    }
+
+    /// Removes persistent sessions whose client left longer than `persistent_expiry`
+    /// ago, with their subscriptions and queues: a periodic task.
+    pub fn expire_sessions(&self) {
+        let Some(ttl) = self.config.persistent_expiry else { return };
+        // Lock order as in a takeover: the session map, one session at a time, the trie.
+        let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        let stale: Vec<(Arc<str>, Vec<String>)> = sessions
+            .iter()
+            .filter_map(|(id, s)| {
+                let s = lock(s);
+                let unused = !s.clean && s.conn.is_none() && s.left_at.is_some_and(|t| t.elapsed() > ttl);
+                unused.then(|| (Arc::clone(id), s.filters.keys().cloned().collect()))
+            })
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let mut trie = self.subscriptions.write().unwrap_or_else(|p| p.into_inner());
+        for (id, filters) in &stale {
+            sessions.remove(id);
+            for filter in filters {
+                trie.remove(filter, id);
+            }
+            log::info!("client {id}: persistent session removed, unused for over {ttl:?}");
+        }
+        self.persistent.fetch_sub(stale.len(), Ordering::Relaxed);
+        self.stats.expired_sessions.fetch_add(stale.len() as u64, Ordering::Relaxed);
     }
 
     /// Publishes the `$SYS/broker/...` topics, retained (as mosquitto does).
@@ -382,6 +339,15 @@ impl Broker {
             ("bytes/sent".into(), get(&self.stats.bytes_sent)),
             ("subscriptions/count".into(), text(self.subscription_count() as u64)),
             ("retained messages/count".into(), text(self.retained_count() as u64)),
+            (
+                "retained messages/bytes".into(),
+                text(self.retained.read().unwrap_or_else(|p| p.into_inner()).bytes() as u64),
+            ),
+            ("clients/persistent".into(), text(self.persistent_sessions() as u64)),
+            ("clients/expired".into(), get(&self.stats.expired_sessions)),
+            ("refused/topics".into(), get(&self.stats.refused_topics)),
+            ("refused/connects".into(), get(&self.stats.refused_connects)),
+            ("refused/retained".into(), get(&self.stats.refused_retained)),
             ("uptime".into(), format!("{uptime} seconds").into_bytes()),
         ];
         for (i, worker) in server.pool_stats().workers.iter().enumerate() {
@@ -389,14 +355,9 @@ impl Broker {
         }
         for (topic, payload) in topics {
             let topic = format!("$SYS/broker/{topic}");
-            self.publish(&Publish {
-                dup: false,
-                qos: QoS::AtMostOnce,
-                retain: true,
-                topic,
-                packet_id: None,
-                payload,
-            });
+            let msg =
+                Publish { dup: false, qos: QoS::AtMostOnce, retain: true, topic, packet_id: None, payload };
+            self.publish(&msg, "$SYS");
         }
     }
 

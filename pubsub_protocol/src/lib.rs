@@ -19,8 +19,12 @@
 #![forbid(unsafe_code)]
 
 mod broker;
+mod config;
 pub mod packet;
 mod protocol;
+mod retained;
+mod session;
+mod stats;
 pub mod topic;
 
 pub use broker::{Broker, Config, Overflow, Stats};

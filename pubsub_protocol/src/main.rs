@@ -62,6 +62,7 @@ fn main() -> ExitCode {
             OverflowArg::Drop => Overflow::Drop,
             OverflowArg::Block => Overflow::Block,
         },
+        ..Config::default()
     };
     let broker = Arc::new(Broker::new(config.clone()));
     let periodic = Arc::clone(&broker);

@@ -1,6 +1,7 @@
 //! The `Protocol`: one MQTT connection, from CONNECT to its will.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -150,8 +151,24 @@ impl Mqtt {
             (true, false) => return refuse(ConnectReturn::IdentifierRejected), // [MQTT-3.1.3-8]
             (false, _) => c.client_id,
         };
+        let stats = &self.broker.stats;
+        if client_id.len() > self.broker.config.max_client_id {
+            log::warn!("client id of {} bytes refused (max_client_id_length)", client_id.len());
+            stats.refused_connects.fetch_add(1, Ordering::Relaxed);
+            return refuse(ConnectReturn::IdentifierRejected); // [MQTT-3.1.3-9]
+        }
+        if let Some(will) = &c.will {
+            if let Err(why) = self.broker.config.topic.check(&will.topic) {
+                stats.refused_topics.fetch_add(1, Ordering::Relaxed);
+                return Err(format!("client {client_id}: will topic refused: {why}"));
+            }
+        }
         let id: Arc<str> = client_id.into();
-        let (session, present) = self.take_over(&id, c.clean_session);
+        let Some((session, present)) = self.take_over(&id, c.clean_session) else {
+            log::warn!("client {id}: no room for another persistent session (max_persistent_sessions)");
+            stats.refused_connects.fetch_add(1, Ordering::Relaxed);
+            return refuse(ConnectReturn::ServerUnavailable);
+        };
         // Keep-alive: the connection may be idle one and a half periods ([MQTT-3.1.2-24]).
         conn.set_timeout(Duration::from_millis(u64::from(c.keep_alive) * 1500));
         self.will = c.will.map(Box::new);
@@ -169,9 +186,25 @@ impl Mqtt {
     /// Attaches this connection to the session of `id`, closing a connection that
     /// held it ([MQTT-3.1.4-2]); a clean session starts empty ([MQTT-3.1.2-6]).
     /// The connection itself is attached by `connect`, under the session lock.
-    fn take_over(&self, id: &Arc<str>, clean: bool) -> (Arc<Mutex<Session>>, bool) {
+    /// `None`: a new persistent session is needed and `max_persistent_sessions` are
+    /// held already (nothing was changed).
+    fn take_over(&self, id: &Arc<str>, clean: bool) -> Option<(Arc<Mutex<Session>>, bool)> {
         let mut sessions = self.broker.sessions.write().unwrap_or_else(|p| p.into_inner());
         let existing = sessions.get(id).cloned();
+        let was_persistent = existing.as_ref().is_some_and(|old| !lock(old).clean);
+        let persistent = &self.broker.persistent;
+        if !clean
+            && !was_persistent
+            && persistent.load(Ordering::Relaxed) >= self.broker.config.max_persistent_sessions
+        {
+            return None;
+        }
+        // Under the map's write lock: the count stays exact.
+        if was_persistent && clean {
+            persistent.fetch_sub(1, Ordering::Relaxed);
+        } else if !was_persistent && !clean {
+            persistent.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(old) = &existing {
             let mut old = lock(old);
             if let Some(previous) = old.conn.take() {
@@ -189,9 +222,13 @@ impl Mqtt {
             }
             None => (Arc::default(), false),
         };
-        lock(&session).clean = clean;
+        {
+            let mut s = lock(&session);
+            s.clean = clean;
+            s.left_at = None;
+        }
         sessions.insert(Arc::clone(id), Arc::clone(&session));
-        (session, present)
+        Some((session, present))
     }
 
     /// Removes a session's subscriptions. Lock order everywhere: the trie is never
@@ -221,6 +258,10 @@ impl Mqtt {
         if p.qos != QoS::AtMostOnce && p.packet_id.is_none() {
             return Err("QoS > 0 without a packet id".into());
         }
+        if let Err(why) = self.broker.config.topic.check(&p.topic) {
+            self.broker.stats.refused_topics.fetch_add(1, Ordering::Relaxed);
+            return Err(format!("PUBLISH topic refused: {why}"));
+        }
         self.route(conn, &p);
         Ok(())
     }
@@ -247,12 +288,12 @@ impl Mqtt {
                     .as_ref()
                     .is_some_and(|(_, s)| lock(s).receiving.get_or_insert_with(Box::default).insert(id));
                 if first {
-                    self.broker.publish(p)
+                    self.broker.publish(p, self.client_id())
                 } else {
                     Vec::new()
                 }
             }
-            _ => self.broker.publish(p),
+            _ => self.broker.publish(p, self.client_id()),
         };
         // Blocked before the acknowledgement leaves: whoever sees the ack sees the block.
         if !full.is_empty() && self.broker.config.overflow == Overflow::Block {
@@ -273,7 +314,12 @@ impl Mqtt {
             let mut trie = self.broker.subscriptions.write().unwrap_or_else(|p| p.into_inner());
             let mut s = lock(session);
             for (filter, qos) in &sub.filters {
-                if valid_filter(filter) {
+                let bounded = self.broker.config.topic.check(filter);
+                if let Err(why) = &bounded {
+                    log::warn!("client {id}: filter refused: {why}");
+                    self.broker.stats.refused_topics.fetch_add(1, Ordering::Relaxed);
+                }
+                if valid_filter(filter) && bounded.is_ok() {
                     trie.insert(filter, Arc::clone(id), *qos);
                     s.filters.insert(filter.clone(), *qos);
                     codes.push(*qos as u8);
@@ -305,8 +351,13 @@ impl Mqtt {
 }
 
 impl Mqtt {
+    /// The client id for log lines ("-" before CONNECT).
+    fn client_id(&self) -> &str {
+        self.client.as_ref().map_or("-", |(id, _)| id)
+    }
+
     fn refuse(&mut self, conn: &Conn, why: &str) {
-        log::warn!("{:?}: {why}; closing", conn.id());
+        log::warn!("{:?} (client {}): {why}; closing", conn.id(), self.client_id());
         self.input = Vec::new();
         conn.close(); // [MQTT-4.8.0-1]
     }
@@ -368,7 +419,8 @@ impl Protocol for Mqtt {
                 packet_id: None,
                 payload: will.message,
             };
-            self.broker.publish(&msg);
+            let from = format!("will of {}", self.client_id());
+            self.broker.publish(&msg, &from);
         }
         let Some((id, session)) = self.client.take() else { return };
         let mut s = lock(&session);
@@ -377,16 +429,20 @@ impl Protocol for Mqtt {
             return;
         }
         s.conn = None;
-        if s.clean {
-            let filters = s.filters.keys().cloned().collect();
+        if !s.clean {
+            s.left_at = Some(std::time::Instant::now());
             drop(s);
-            self.forget(&id, filters);
-            let mut sessions = self.broker.sessions.write().unwrap_or_else(|p| p.into_inner());
-            if sessions.get(&id).is_some_and(|cur| Arc::ptr_eq(cur, &session)) {
-                sessions.remove(&id); // [MQTT-3.1.2-6]
-            }
-            drop(sessions);
-            self.broker.wake_publishers(); // its queue is gone: blocked publishers may go on
+            self.broker.wake_publishers(); // an offline queue holds no publisher back
+            return;
         }
+        let filters = s.filters.keys().cloned().collect();
+        drop(s);
+        self.forget(&id, filters);
+        let mut sessions = self.broker.sessions.write().unwrap_or_else(|p| p.into_inner());
+        if sessions.get(&id).is_some_and(|cur| Arc::ptr_eq(cur, &session)) {
+            sessions.remove(&id); // [MQTT-3.1.2-6]
+        }
+        drop(sessions);
+        self.broker.wake_publishers(); // its queue is gone: blocked publishers may go on
     }
 }

@@ -3,6 +3,10 @@
 //! Levels are separated by `/`; `+` matches exactly one level, `#` the parent level
 //! and every level below; a topic starting with `$` is never matched by a filter
 //! starting with a wildcard ([MQTT-4.7.2-1]).
+//!
+//! Nothing here recurses: a client chooses how many levels its topics have, so every
+//! walk of the trie (insert, match, remove, drop) keeps its own stack on the heap,
+//! and [`Bounds`] refuses topics deeper or longer than the broker allows.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -27,6 +31,38 @@ pub fn valid_filter(filter: &str) -> bool {
         "+" => true,
         l => !l.contains(['+', '#']),
     })
+}
+
+/// How deep and how long a topic name or filter may be. mosquitto refuses topics of
+/// more than 200 levels (`TOPIC_HIERARCHY_LIMIT`); the standard caps the length at
+/// 65,535 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Most levels (a topic without `/` has one).
+    pub max_levels: usize,
+    /// Most bytes.
+    pub max_length: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds { max_levels: 200, max_length: usize::from(u16::MAX) }
+    }
+}
+
+impl Bounds {
+    /// Whether `topic` (a name or a filter) is within both bounds; `Err` says which
+    /// one it exceeds.
+    pub fn check(&self, topic: &str) -> Result<(), String> {
+        if topic.len() > self.max_length {
+            return Err(format!("{} bytes, more than {}", topic.len(), self.max_length));
+        }
+        let levels = topic.bytes().filter(|b| *b == b'/').count() + 1;
+        if levels > self.max_levels {
+            return Err(format!("{levels} levels, more than {}", self.max_levels));
+        }
+        Ok(())
+    }
 }
 
 /// Whether `filter` matches `topic` (both valid).
@@ -85,14 +121,43 @@ impl<S: Clone + Eq + Hash> Trie<S> {
         new
     }
 
-    /// Unsubscribes `who` from `filter`; returns whether it was there.
+    /// Unsubscribes `who` from `filter`; returns whether it was there. Branches left
+    /// empty are pruned, so memory follows live subscriptions.
     pub fn remove(&mut self, filter: &str, who: &S) -> bool {
         let levels: Vec<&str> = filter.split('/').collect();
-        let removed = remove(&mut self.root, &levels, who);
-        self.len -= usize::from(removed);
-        removed
+        let Some(cut) = self.prune_point(&levels, who) else { return false };
+        let mut node = &mut self.root;
+        for level in &levels[..cut] {
+            node = node.children.get_mut(*level).expect("prune_point walked this path");
+        }
+        match levels.get(cut) {
+            // The whole branch below `cut` holds nothing but `who`: drop it at once.
+            Some(level) => drop(node.children.remove(*level)),
+            None => drop(node.here.remove(who)),
+        }
+        self.len -= 1;
+        true
     }
 
+    /// Where removing `who` from the node at `levels` cuts the trie: the depth of the
+    /// node that loses a child (the whole chain below it held only `who`), or
+    /// `levels.len()` if only the subscription itself goes. `None`: not subscribed.
+    fn prune_point(&self, levels: &[&str], who: &S) -> Option<usize> {
+        let mut node = &self.root;
+        // The shallowest depth from which every node down to the end would be empty.
+        let mut cut = 0;
+        for (depth, level) in levels.iter().enumerate() {
+            if !node.here.is_empty() || node.children.len() > 1 {
+                cut = depth; // this node stays: it has other business
+            }
+            node = node.children.get(*level)?;
+        }
+        if !node.here.contains_key(who) {
+            return None;
+        }
+        let leaf_empties = node.here.len() == 1 && node.children.is_empty();
+        Some(if leaf_empties { cut } else { levels.len() })
+    }
     /// Subscriptions held.
     pub fn len(&self) -> usize {
         self.len
@@ -108,49 +173,47 @@ impl<S: Clone + Eq + Hash> Trie<S> {
     pub fn subscribers(&self, topic: &str) -> HashMap<S, QoS> {
         let levels: Vec<&str> = topic.split('/').collect();
         let mut found = HashMap::new();
-        let dollar = topic.starts_with('$');
-        collect(&self.root, &levels, dollar, &mut found);
+        // Nodes still to visit, with how many levels of the topic they consumed; only
+        // the root is visited with the topic's first level, where `$` hides wildcards.
+        let mut todo = vec![(&self.root, 0)];
+        while let Some((node, depth)) = todo.pop() {
+            let wildcards = depth > 0 || !topic.starts_with('$');
+            // `#` matches the parent level too: "a/#" matches "a" ([MQTT-4.7.1-2]).
+            if let Some(hash) = node.children.get("#").filter(|_| wildcards) {
+                add(&mut found, &hash.here);
+            }
+            let Some(level) = levels.get(depth) else {
+                add(&mut found, &node.here);
+                continue;
+            };
+            if let Some(exact) = node.children.get(*level) {
+                todo.push((exact, depth + 1));
+            }
+            if let Some(plus) = node.children.get("+").filter(|_| wildcards) {
+                todo.push((plus, depth + 1));
+            }
+        }
         found
     }
 }
 
-fn remove<S: Eq + Hash>(node: &mut Node<S>, levels: &[&str], who: &S) -> bool {
-    let Some((first, rest)) = levels.split_first() else {
-        return node.here.remove(who).is_some();
-    };
-    let Some(child) = node.children.get_mut(*first) else { return false };
-    let removed = remove(child, rest, who);
-    if child.here.is_empty() && child.children.is_empty() {
-        node.children.remove(*first); // prune: memory follows live subscriptions
+/// Merges the subscribers of one node into `found`, keeping each one's highest QoS.
+fn add<S: Clone + Eq + Hash>(found: &mut HashMap<S, QoS>, here: &HashMap<S, QoS>) {
+    for (who, qos) in here {
+        let best = found.entry(who.clone()).or_insert(*qos);
+        *best = (*best).max(*qos);
     }
-    removed
 }
 
-fn collect<S: Clone + Eq + Hash>(
-    node: &Node<S>,
-    levels: &[&str],
-    first_is_dollar: bool,
-    found: &mut HashMap<S, QoS>,
-) {
-    let mut add = |here: &HashMap<S, QoS>| {
-        for (who, qos) in here {
-            let best = found.entry(who.clone()).or_insert(*qos);
-            *best = (*best).max(*qos);
+impl<S> Drop for Node<S> {
+    /// Takes a branch apart level by level: the default drop would recurse once per
+    /// level of the deepest filter below. Each node taken out has no children left
+    /// when it is dropped in turn.
+    fn drop(&mut self) {
+        let mut todo: Vec<Node<S>> = self.children.drain().map(|(_, n)| n).collect();
+        while let Some(mut node) = todo.pop() {
+            todo.extend(node.children.drain().map(|(_, n)| n));
         }
-    };
-    // `#` matches the parent level too: "a/#" matches "a" ([MQTT-4.7.1-2]).
-    if let Some(hash) = node.children.get("#").filter(|_| !first_is_dollar) {
-        add(&hash.here);
-    }
-    let Some((level, rest)) = levels.split_first() else {
-        add(&node.here);
-        return;
-    };
-    if let Some(exact) = node.children.get(*level) {
-        collect(exact, rest, false, found);
-    }
-    if let Some(plus) = node.children.get("+").filter(|_| !first_is_dollar) {
-        collect(plus, rest, false, found);
     }
 }
 
@@ -219,6 +282,61 @@ mod tests {
         for good in ["a", "/", "a/b", "$SYS/x", "a b"] {
             assert!(valid_name(good), "name {good:?}");
         }
+    }
+
+    /// Runs `f` on a thread with a small stack: anything recursing per level overflows.
+    fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+        let t = std::thread::Builder::new().stack_size(64 * 1024).spawn(f).expect("thread");
+        t.join().expect("no stack overflow");
+    }
+
+    #[test]
+    fn a_filter_of_100k_levels_is_inserted_matched_removed_and_dropped_without_recursion() {
+        on_small_stack(|| {
+            let deep = vec!["a"; 100_000].join("/");
+            let mut trie = Trie::default();
+            trie.insert(&deep, 1u32, QoS::AtMostOnce);
+            trie.insert("a/+/#", 2u32, QoS::AtMostOnce);
+            let got = trie.subscribers(&deep);
+            assert_eq!(got.len(), 2, "both the exact deep filter and a/+/# match");
+            assert!(trie.remove(&deep, &1));
+            assert_eq!(trie.subscribers(&deep).len(), 1);
+            trie.insert(&deep, 3u32, QoS::AtMostOnce);
+            drop(trie); // the deep branch goes with it
+        });
+    }
+
+    #[test]
+    fn removing_prunes_exactly_the_branch_that_held_only_that_subscription() {
+        let mut trie = Trie::default();
+        trie.insert("a/b/c/d", "x", QoS::AtMostOnce);
+        trie.insert("a/b", "y", QoS::AtMostOnce);
+        trie.insert("a/b/c/d", "z", QoS::AtMostOnce);
+        trie.insert("a/e", "x", QoS::AtMostOnce);
+        assert!(!trie.remove("a/b/c", &"x"), "not subscribed there");
+        assert!(!trie.remove("a/b/c/d/e", &"x"), "no such branch");
+        assert!(trie.remove("a/b/c/d", &"x"));
+        assert_eq!(trie.subscribers("a/b/c/d").len(), 1, "z is still there");
+        assert!(trie.remove("a/b/c/d", &"z"));
+        let b = &trie.root.children["a"].children["b"];
+        assert!(b.children.is_empty(), "c/d pruned below a/b, which y keeps");
+        assert!(trie.remove("a/b", &"y"));
+        assert_eq!(trie.root.children["a"].children.len(), 1, "only e is left under a");
+        assert!(trie.remove("a/e", &"x"));
+        assert!(trie.root.children.is_empty() && trie.is_empty());
+    }
+
+    #[test]
+    fn bounds_count_levels_and_bytes() {
+        let b = Bounds { max_levels: 3, max_length: 10 };
+        assert!(b.check("a/b/c").is_ok());
+        assert!(b.check("a/b/c/d").unwrap_err().contains("4 levels"));
+        assert!(b.check("//").is_ok(), "three empty levels");
+        assert!(b.check("///").is_err());
+        assert!(b.check("abcdefghijk").unwrap_err().contains("11 bytes"));
+        let default = Bounds::default();
+        assert!(default.check(&vec!["a"; 200].join("/")).is_ok());
+        assert!(default.check(&vec!["a"; 201].join("/")).is_err());
     }
 
     #[test]

@@ -7,13 +7,31 @@ use std::time::{Duration, Instant};
 
 use pubsub_protocol::packet::{LastWill, Packet, QoS};
 use pubsub_protocol::{Config, Overflow};
-use util::{start, start_with, Client, PATIENCE};
+use util::{start, start_with, Client, Next, PATIENCE};
 
+/// A persistent session subscribed to `q` at QoS 1, then disconnected.
 fn offline_subscriber(running: &util::Running, id: &str) {
     let (mut s, _) = Client::connect(running.addr, id, false, None);
     s.subscribe("q", QoS::AtLeastOnce);
     s.send(&Packet::Disconnect);
     s.expect_closed("DISCONNECT");
+}
+
+/// A connected subscriber to `q` at QoS 1 that reads nothing yet: with `max_inflight`
+/// 1, one message goes out and the rest queue.
+fn stalled_subscriber(running: &util::Running, id: &str) -> Client {
+    let (mut s, _) = Client::connect(running.addr, id, false, None);
+    s.subscribe("q", QoS::AtLeastOnce);
+    s
+}
+
+/// Polls the broker (it signals nothing) until a publisher is paused.
+fn until_paused(running: &util::Running) {
+    let deadline = Instant::now() + PATIENCE;
+    while running.broker.blocked_publishers().is_empty() {
+        assert!(Instant::now() < deadline, "the publisher was never paused");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 #[test]
@@ -36,8 +54,9 @@ fn drop_policy_bounds_the_queue_and_counts_every_drop() {
 
 #[test]
 fn block_policy_pauses_publishers_and_loses_nothing() {
-    let running = start_with(Config { max_queued: 5, overflow: Overflow::Block, ..Config::default() });
-    offline_subscriber(&running, "slow");
+    let config = Config { max_queued: 5, max_inflight: 1, overflow: Overflow::Block, ..Config::default() };
+    let running = start_with(config);
+    let mut back = stalled_subscriber(&running, "slow");
     let addr = running.addr;
     let publisher = std::thread::spawn(move || {
         let (mut p, _) = Client::connect(addr, "p", true, None);
@@ -45,19 +64,57 @@ fn block_policy_pauses_publishers_and_loses_nothing() {
             p.publish("q", &[n], QoS::AtLeastOnce, false);
         }
     });
-    // Poll the broker (it signals nothing) until the publisher is paused.
-    let deadline = Instant::now() + PATIENCE;
-    while running.broker.blocked_publishers().is_empty() {
-        assert!(Instant::now() < deadline, "the publisher was never paused");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    until_paused(&running);
     assert!(running.broker.queued_for("slow") <= 6, "the queue stays bounded while paused");
-    let (mut back, _) = Client::connect(running.addr, "slow", false, None);
     for n in 0..50u8 {
         assert_eq!(back.received().payload, [n], "nothing lost, in order");
     }
     publisher.join().expect("the publisher finished once resumed");
     assert_eq!(running.broker.stats.dropped.load(Ordering::Relaxed), 0);
+    running.stop();
+}
+
+#[test]
+fn under_block_an_offline_session_overflows_and_never_pauses_publishers() {
+    // Issue 11's scenario: `--overflow block --max-queued 10`, a persistent session that
+    // went away, 30 QoS 1 publishes. Its client may never come back: its queue drops.
+    let running = start_with(Config { max_queued: 10, overflow: Overflow::Block, ..Config::default() });
+    offline_subscriber(&running, "off1");
+    let (mut p, _) = Client::connect(running.addr, "p", true, None);
+    for n in 0..30u8 {
+        p.publish("q", &[n], QoS::AtLeastOnce, false); // each PUBACK arrives: never paused
+    }
+    assert!(running.broker.blocked_publishers().is_empty());
+    assert_eq!(running.broker.stats.dropped.load(Ordering::Relaxed), 20, "overflow counted");
+    let (mut back, _) = Client::connect(running.addr, "off1", false, None);
+    for n in 0..10u8 {
+        assert_eq!(back.received().payload, [n], "the first ten, in order");
+    }
+    back.expect_nothing_pending("an offline queue keeps max_queued messages");
+    running.stop();
+}
+
+#[test]
+fn a_subscriber_that_disconnects_releases_the_publishers_it_paused() {
+    let config = Config { max_queued: 2, max_inflight: 1, overflow: Overflow::Block, ..Config::default() };
+    let running = start_with(config);
+    let mut s = stalled_subscriber(&running, "leaver");
+    let (mut p, _) = Client::connect(running.addr, "p", true, None);
+    for n in 0..3u8 {
+        p.publish("q", &[n], QoS::AtLeastOnce, false); // 1 in flight, 2 queued: full
+    }
+    assert_eq!(running.broker.blocked_publishers().len(), 1, "the queue is full: p waits");
+    s.send(&Packet::Disconnect);
+    // The message in flight may come first; then the close.
+    let end = loop {
+        match s.next() {
+            Next::Packet(Packet::Publish(_)) => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(end, Next::Closed, "DISCONNECT closes the connection");
+    p.publish("q", &[3], QoS::AtLeastOnce, false); // answered: p was released
+    assert!(running.broker.blocked_publishers().is_empty());
     running.stop();
 }
 
@@ -125,10 +182,15 @@ fn sys_topics_report_the_broker() {
     let (mut s, _) = Client::connect(running.addr, "ops", true, None);
     s.subscribe("$SYS/broker/#", QoS::AtMostOnce);
     running.broker.publish_sys(&running.server);
+    // Everything publish_sys sent was queued before the PINGRESP is.
+    s.send(&Packet::Pingreq);
     let mut seen = std::collections::HashMap::new();
-    for _ in 0..12 {
-        let m = s.received();
-        seen.insert(m.topic, String::from_utf8(m.payload).expect("text"));
+    loop {
+        match s.recv() {
+            Packet::Publish(m) => seen.insert(m.topic, String::from_utf8(m.payload).expect("text")),
+            Packet::Pingresp => break,
+            other => panic!("unexpected {other:?}"),
+        };
     }
     assert_eq!(seen.get("$SYS/broker/clients/connected").map(String::as_str), Some("1"));
     assert_eq!(seen.get("$SYS/broker/subscriptions/count").map(String::as_str), Some("1"));
@@ -185,11 +247,12 @@ fn block_policy_never_deadlocks_a_client_subscribed_to_its_own_topic() {
 
 #[test]
 fn a_blocked_publisher_that_leaves_is_forgotten_and_a_discarded_queue_wakes_the_others() {
-    let running = start_with(Config { max_queued: 2, overflow: Overflow::Block, ..Config::default() });
-    offline_subscriber(&running, "gone");
+    let config = Config { max_queued: 2, max_inflight: 1, overflow: Overflow::Block, ..Config::default() };
+    let running = start_with(config);
+    let _gone = stalled_subscriber(&running, "gone");
     let (mut p, _) = Client::connect(running.addr, "p", true, None);
-    for n in 0..2u8 {
-        p.publish("q", &[n], QoS::AtLeastOnce, false); // the second fills the queue
+    for n in 0..3u8 {
+        p.publish("q", &[n], QoS::AtLeastOnce, false); // 1 in flight, 2 queued: full
     }
     assert_eq!(running.broker.blocked_publishers().len(), 1, "the queue is full: p waits");
     drop(p);
@@ -201,7 +264,8 @@ fn a_blocked_publisher_that_leaves_is_forgotten_and_a_discarded_queue_wakes_the_
     let (mut p2, _) = Client::connect(running.addr, "p2", true, None);
     p2.publish("q", b"x", QoS::AtLeastOnce, false);
     assert_eq!(running.broker.blocked_publishers().len(), 1);
-    // A clean session with the subscriber's id discards the full queue: p2 goes on.
+    // A clean session with the subscriber's id (taking over its connection) discards
+    // the full queue: p2 goes on.
     let _fresh = Client::connect(running.addr, "gone", true, None);
     p2.publish("q", b"y", QoS::AtLeastOnce, false); // answered: p2 was woken
     running.stop();
