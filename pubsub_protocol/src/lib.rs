@@ -18,6 +18,7 @@
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
+pub mod auth;
 mod broker;
 mod config;
 pub mod packet;
