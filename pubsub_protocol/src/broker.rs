@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use protocol_server::{Conn, ConnId, Server};
 
 pub use crate::config::{Config, Overflow};
-pub(crate) use crate::session::{Inflight, Session};
+pub(crate) use crate::session::{Inflight, Session, Who};
 pub use crate::stats::Stats;
 
 use crate::packet::{Packet, Publish, QoS};
 use crate::retained::{self, Retained};
+use crate::security::Security;
 use crate::topic::{matches, Trie};
 
 /// Bytes waiting in a subscriber's socket output before further messages queue in
@@ -33,6 +34,9 @@ pub struct Broker {
     /// Sessions in `sessions` that are persistent (not clean): changed with the
     /// session map's write lock held, read without it for the bound.
     pub(crate) persistent: AtomicUsize,
+    /// The rules in force; a reload replaces the `Arc`, operations in progress keep
+    /// the one they took.
+    security: RwLock<Arc<Security>>,
     /// Publishers paused because a subscriber's queue is full (`Overflow::Block`).
     blocked: Mutex<HashMap<ConnId, Conn>>,
     /// Counters.
@@ -56,6 +60,25 @@ impl Broker {
         // Packet ids are 16-bit and 0 is reserved: a window must leave ids free.
         let config = Config { max_inflight: config.max_inflight.clamp(1, 60_000), ..config };
         Broker { config, started: Some(Instant::now()), ..Broker::default() }
+    }
+
+    /// Puts `rules` in force for every operation from now on (a reload).
+    pub fn set_security(&self, rules: Security) {
+        *self.security.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+    }
+
+    /// The rules in force now.
+    pub(crate) fn security(&self) -> Arc<Security> {
+        Arc::clone(&self.security.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Whether the session's client may receive a message on `topic` (counted if not).
+    fn readable(&self, rules: &Security, session: &Session, topic: &str) -> bool {
+        let ok = !rules.has_acl() || rules.may_receive(&session.client(), topic);
+        if !ok {
+            self.stats.denied_deliveries.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
     }
 
     /// A fresh client id for a client that sent an empty one ([MQTT-3.1.3-6]).
@@ -105,6 +128,7 @@ impl Broker {
                 .collect()
         };
         let mut full = Vec::new();
+        let rules = self.security();
         for (session, granted) in sessions {
             let out = Publish {
                 dup: false,
@@ -113,7 +137,9 @@ impl Broker {
                 packet_id: None,
                 ..msg.clone()
             };
-            if self.deliver(&mut lock(&session), out) {
+            let mut s = lock(&session);
+            if self.readable(&rules, &s, &out.topic) && self.deliver(&mut s, out) {
+                drop(s);
                 full.push(session);
             }
         }
@@ -140,7 +166,11 @@ impl Broker {
                 .map(|(_, m)| m.clone())
                 .collect()
         };
+        let rules = self.security();
         for m in retained {
+            if !self.readable(&rules, session, &m.topic) {
+                continue;
+            }
             let out = Publish { dup: false, retain: true, qos: m.qos.min(granted), packet_id: None, ..m };
             self.deliver(session, out);
         }
@@ -222,10 +252,15 @@ impl Broker {
     /// are dropped. Wakes blocked publishers once the queue has room again.
     pub(crate) fn drain_queue(&self, session: &mut Session) {
         let was_full = self.full(session);
+        let rules = self.security();
         while let Some((at, front)) = session.queue.front() {
             if self.expired(&front.topic, *at) {
                 session.pop();
                 self.stats.expired.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if !self.readable(&rules, session, &front.topic) {
+                session.pop(); // queued under rules that a reload has since revoked
                 continue;
             }
             if !session.online() || !self.can_send(session, front.qos) {
@@ -348,6 +383,10 @@ impl Broker {
             ("refused/topics".into(), get(&self.stats.refused_topics)),
             ("refused/connects".into(), get(&self.stats.refused_connects)),
             ("refused/retained".into(), get(&self.stats.refused_retained)),
+            ("denied/logins".into(), get(&self.stats.denied_logins)),
+            ("denied/publishes".into(), get(&self.stats.denied_publishes)),
+            ("denied/subscriptions".into(), get(&self.stats.denied_subscriptions)),
+            ("denied/deliveries".into(), get(&self.stats.denied_deliveries)),
             ("uptime".into(), format!("{uptime} seconds").into_bytes()),
         ];
         for (i, worker) in server.pool_stats().workers.iter().enumerate() {

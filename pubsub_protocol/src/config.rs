@@ -53,6 +53,13 @@ pub struct Config {
     pub max_retained: usize,
     /// Payload and topic bytes of all retained messages together.
     pub max_retained_bytes: usize,
+    /// Largest keep-alive a client may ask for, in seconds (mosquitto's
+    /// `max_keepalive`: a 3.1.1 client asking for more, or for none (0), gets
+    /// CONNACK 0x02; `u16::MAX`: no limit).
+    pub max_keepalive: u16,
+    /// Whether clients may publish retained messages (mosquitto's
+    /// `retain_available`: when false, a retained PUBLISH or will closes the connection).
+    pub retain_available: bool,
 }
 
 impl Default for Config {
@@ -70,6 +77,8 @@ impl Default for Config {
             persistent_expiry: None,
             max_retained: 1_000_000,
             max_retained_bytes: 1 << 30,
+            max_keepalive: u16::MAX,
+            retain_available: true,
         }
     }
 }

@@ -20,13 +20,16 @@
 
 pub mod auth;
 mod broker;
+pub mod conf;
 mod config;
 pub mod packet;
 mod protocol;
 mod retained;
+mod security;
 mod session;
 mod stats;
 pub mod topic;
 
 pub use broker::{Broker, Config, Overflow, Stats};
 pub use protocol::Mqtt;
+pub use security::{Security, SecurityFiles};

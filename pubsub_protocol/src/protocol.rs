@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use protocol_server::{Conn, Protocol};
 
-use crate::broker::{lock, Broker, Inflight, Overflow, Session};
+use crate::broker::{lock, Broker, Inflight, Overflow, Session, Who};
 use crate::packet::{
     self, Connack, Connect, ConnectReturn, LastWill, Packet, Publish, QoS, Subscribe, Unsubscribe,
 };
@@ -94,7 +94,6 @@ impl Mqtt {
         }
         match packet {
             Packet::Connect(_) => Err("second CONNECT".into()), // [MQTT-3.1.0-2]
-            Packet::Publish(p) if self.blocked => self.hold(conn, p),
             Packet::Publish(p) => self.publish(conn, p),
             Packet::Puback(id) | Packet::Pubcomp(id) => {
                 let mut s = lock(&session);
@@ -152,12 +151,28 @@ impl Mqtt {
             (false, _) => c.client_id,
         };
         let stats = &self.broker.stats;
+        if let Err(code) = self.broker.security().login(c.username.as_deref(), c.password.as_deref()) {
+            let user = c.username.as_deref().unwrap_or("(anonymous)");
+            log::warn!("client {client_id}: login refused for user {user}: {code:?}");
+            stats.denied_logins.fetch_add(1, Ordering::Relaxed);
+            return refuse(code);
+        }
         if client_id.len() > self.broker.config.max_client_id {
             log::warn!("client id of {} bytes refused (max_client_id_length)", client_id.len());
             stats.refused_connects.fetch_add(1, Ordering::Relaxed);
             return refuse(ConnectReturn::IdentifierRejected); // [MQTT-3.1.3-9]
         }
+        let most = self.broker.config.max_keepalive;
+        // As mosquitto: with a limit set, 0 ("never") asks for more than the limit.
+        if c.keep_alive > most || (c.keep_alive == 0 && most < u16::MAX) {
+            log::warn!("client {client_id}: keep-alive {} s over max_keepalive", c.keep_alive);
+            stats.refused_connects.fetch_add(1, Ordering::Relaxed);
+            return refuse(ConnectReturn::IdentifierRejected); // what mosquitto answers 3.1.1
+        }
         if let Some(will) = &c.will {
+            if will.retain && !self.broker.config.retain_available {
+                return Err(format!("client {client_id}: retained will, retain_available is false"));
+            }
             if let Err(why) = self.broker.config.topic.check(&will.topic) {
                 stats.refused_topics.fetch_add(1, Ordering::Relaxed);
                 return Err(format!("client {client_id}: will topic refused: {why}"));
@@ -177,6 +192,7 @@ impl Mqtt {
         // overtake CONNACK ([MQTT-3.1.4-4]) or the resent older messages ([MQTT-4.6.0]).
         let mut s = lock(&session);
         s.conn = Some(conn.clone());
+        s.who = Some(Box::new(Who { id: Arc::clone(&id), username: c.username }));
         write(conn, &Packet::Connack(Connack { session_present: present, code: ConnectReturn::Accepted }));
         self.resend(&mut s); // a resumed session: unacknowledged messages first, with DUP
         self.broker.drain_queue(&mut s);
@@ -262,23 +278,29 @@ impl Mqtt {
             self.broker.stats.refused_topics.fetch_add(1, Ordering::Relaxed);
             return Err(format!("PUBLISH topic refused: {why}"));
         }
-        self.route(conn, &p);
-        Ok(())
-    }
-
-    /// A PUBLISH that arrived while blocked waits its turn.
-    fn hold(&mut self, conn: &Conn, p: Publish) -> Result<(), String> {
-        if p.qos != QoS::AtMostOnce && p.packet_id.is_none() {
-            return Err("QoS > 0 without a packet id".into());
+        if p.retain && !self.broker.config.retain_available {
+            return Err("retained PUBLISH, retain_available is false".into());
         }
-        self.held.push_back(p);
-        self.release(conn); // woken meanwhile? then it goes now
+        if self.blocked {
+            // Waits its turn: acknowledgements leave in the order PUBLISHes came
+            // ([MQTT-4.6.0-2]), denied ones included.
+            self.held.push_back(p);
+            self.release(conn); // woken meanwhile? then it goes now
+        } else {
+            self.route(conn, &p);
+        }
         Ok(())
     }
 
     /// Routes one publish and acknowledges it; under `Overflow::Block`, a full
     /// subscriber queue blocks this publisher.
     fn route(&mut self, conn: &Conn, p: &Publish) {
+        if !self.may_publish(&p.topic) {
+            // Acknowledged as the standard allows, so the client does not resend it.
+            log::debug!("client {}: PUBLISH to {:?} denied by the ACL", self.client_id(), p.topic);
+            self.broker.stats.denied_publishes.fetch_add(1, Ordering::Relaxed);
+            return acknowledge(conn, p);
+        }
         let full = match (p.qos, p.packet_id) {
             // Ids between PUBREC and PUBREL belong to the session: a PUBLISH resent after
             // a reconnect is not routed twice ([MQTT-4.3.3-2]).
@@ -299,17 +321,14 @@ impl Mqtt {
         if !full.is_empty() && self.broker.config.overflow == Overflow::Block {
             self.blocked = self.broker.block(conn, &full);
         }
-        match (p.qos, p.packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => write(conn, &Packet::Puback(id)), // [MQTT-4.3.2-2]
-            (QoS::ExactlyOnce, Some(id)) => write(conn, &Packet::Pubrec(id)), // [MQTT-4.3.3-2]
-            _ => {}
-        }
+        acknowledge(conn, p);
     }
 
     fn subscribe(&self, conn: &Conn, session: &Arc<Mutex<Session>>, sub: Subscribe) {
         let Some((id, _)) = &self.client else { return };
         let mut codes = Vec::with_capacity(sub.filters.len());
         let mut granted = Vec::new();
+        let rules = self.broker.security();
         {
             let mut trie = self.broker.subscriptions.write().unwrap_or_else(|p| p.into_inner());
             let mut s = lock(session);
@@ -319,7 +338,12 @@ impl Mqtt {
                     log::warn!("client {id}: filter refused: {why}");
                     self.broker.stats.refused_topics.fetch_add(1, Ordering::Relaxed);
                 }
-                if valid_filter(filter) && bounded.is_ok() {
+                let allowed = bounded.is_ok() && rules.may_subscribe(&s.client(), filter);
+                if bounded.is_ok() && !allowed {
+                    log::warn!("client {id}: subscription to {filter:?} denied by the ACL");
+                    self.broker.stats.denied_subscriptions.fetch_add(1, Ordering::Relaxed);
+                }
+                if valid_filter(filter) && allowed {
                     trie.insert(filter, Arc::clone(id), *qos);
                     s.filters.insert(filter.clone(), *qos);
                     codes.push(*qos as u8);
@@ -351,6 +375,13 @@ impl Mqtt {
 }
 
 impl Mqtt {
+    /// Whether the ACL in force lets this client publish to `topic`.
+    fn may_publish(&self, topic: &str) -> bool {
+        let rules = self.broker.security();
+        let Some((_, session)) = &self.client else { return false };
+        !rules.has_acl() || rules.may_publish(&lock(session).client(), topic)
+    }
+
     /// The client id for log lines ("-" before CONNECT).
     fn client_id(&self) -> &str {
         self.client.as_ref().map_or("-", |(id, _)| id)
@@ -360,6 +391,15 @@ impl Mqtt {
         log::warn!("{:?} (client {}): {why}; closing", conn.id(), self.client_id());
         self.input = Vec::new();
         conn.close(); // [MQTT-4.8.0-1]
+    }
+}
+
+/// PUBACK or PUBREC, as the publish's QoS asks.
+fn acknowledge(conn: &Conn, p: &Publish) {
+    match (p.qos, p.packet_id) {
+        (QoS::AtLeastOnce, Some(id)) => write(conn, &Packet::Puback(id)), // [MQTT-4.3.2-2]
+        (QoS::ExactlyOnce, Some(id)) => write(conn, &Packet::Pubrec(id)), // [MQTT-4.3.3-2]
+        _ => {}
     }
 }
 
@@ -420,7 +460,12 @@ impl Protocol for Mqtt {
                 payload: will.message,
             };
             let from = format!("will of {}", self.client_id());
-            self.broker.publish(&msg, &from);
+            if self.may_publish(&msg.topic) {
+                self.broker.publish(&msg, &from);
+            } else {
+                log::warn!("{from}: not published, the ACL denies {:?}", msg.topic);
+                self.broker.stats.denied_publishes.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let Some((id, session)) = self.client.take() else { return };
         let mut s = lock(&session);

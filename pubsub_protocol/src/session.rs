@@ -2,12 +2,21 @@
 //! flight and the queue of messages not sent yet.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use protocol_server::Conn;
 
+use crate::auth::Client;
 use crate::packet::{Publish, QoS};
 use crate::retained;
+
+/// Who a session belongs to, for the ACL.
+#[derive(Debug)]
+pub(crate) struct Who {
+    pub(crate) id: Arc<str>,
+    pub(crate) username: Option<String>,
+}
 
 /// An outgoing QoS 1/2 message awaiting its acknowledgement.
 #[derive(Debug, Clone)]
@@ -22,6 +31,8 @@ pub(crate) enum Inflight {
 #[derive(Debug, Default)]
 pub(crate) struct Session {
     pub(crate) conn: Option<Conn>,
+    /// Set by CONNECT (boxed: one word until then).
+    pub(crate) who: Option<Box<Who>>,
     pub(crate) clean: bool,
     pub(crate) filters: HashMap<String, QoS>,
     /// Outgoing packet id → state, in sending order.
@@ -83,6 +94,14 @@ impl Session {
             if !self.inflight.iter().any(|(used, _)| *used == id) {
                 return id;
             }
+        }
+    }
+
+    /// Its client, as the ACL sees it.
+    pub(crate) fn client(&self) -> Client<'_> {
+        match &self.who {
+            Some(who) => Client { id: &who.id, username: who.username.as_deref() },
+            None => Client { id: "", username: None },
         }
     }
 

@@ -26,4 +26,12 @@ pub struct Stats {
     pub refused_retained: AtomicU64,
     /// Persistent sessions removed after `persistent_expiry` unused.
     pub expired_sessions: AtomicU64,
+    /// CONNECTs refused by `allow_anonymous` or the password file.
+    pub denied_logins: AtomicU64,
+    /// PUBLISH packets acknowledged but dropped: no write access.
+    pub denied_publishes: AtomicU64,
+    /// Filters refused with SUBACK 0x80: no read access.
+    pub denied_subscriptions: AtomicU64,
+    /// Messages not delivered (or taken from a queue and dropped): no read access.
+    pub denied_deliveries: AtomicU64,
 }

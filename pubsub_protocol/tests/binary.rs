@@ -5,88 +5,15 @@
 //! (no PUBACK) while a subscriber's queue is full, then loses nothing. Each is
 //! observed over MQTT from outside the process, as an operator would.
 
+#[path = "util/process.rs"]
+mod process;
 mod util;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use process::Pubsub;
 use pubsub_protocol::packet::{Packet, Publish, QoS, Subscribe};
 use util::{Client, Next, PATIENCE};
-
-/// A `pubsub` process listening on a free port of 127.0.0.1, killed on drop.
-struct Pubsub {
-    child: Child,
-    addr: SocketAddr,
-    /// Its log lines, drained by a thread so a full pipe never stalls the broker.
-    log: Receiver<String>,
-}
-
-impl Pubsub {
-    /// Starts `pubsub --port 0` with `flags` and returns once it logged where it
-    /// listens (the port is picked by the kernel: no race for a free one).
-    fn start(flags: &[&str]) -> Pubsub {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pubsub"))
-            .args(["--address", "127.0.0.1", "--port", "0", "--threads", "2"])
-            .args(flags)
-            .env("RUST_LOG", "info") // the "listening on" line is at info
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the pubsub binary");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (tx, log) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line); // the test may be gone: keep draining anyway
-            }
-        });
-        let mut broker = Pubsub { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), log };
-        broker.addr = broker.listening_addr();
-        broker
-    }
-
-    /// Reads the log until the "listening on mqtt://ADDR" line.
-    fn listening_addr(&self) -> SocketAddr {
-        let deadline = Instant::now() + PATIENCE;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) => match line.split_once("listening on mqtt://") {
-                    Some((_, addr)) => return addr.trim().parse().expect("a socket address in the log"),
-                    None => seen.push(line),
-                },
-                Err(RecvTimeoutError::Timeout) => panic!("pubsub not listening after {PATIENCE:?}: {seen:?}"),
-                Err(RecvTimeoutError::Disconnected) => panic!("pubsub exited at start: {seen:?}"),
-            }
-        }
-    }
-
-    /// A client connected with `id`.
-    fn connect(&self, id: &str, clean: bool) -> Client {
-        Client::connect(self.addr, id, clean, None).0
-    }
-
-    /// A persistent session `id` subscribed to `topic` at QoS 1, then disconnected:
-    /// its messages queue in the broker.
-    fn offline_subscriber(&self, id: &str, topic: &str) {
-        let mut s = self.connect(id, false);
-        s.subscribe(topic, QoS::AtLeastOnce);
-        s.send(&Packet::Disconnect);
-        s.expect_closed("DISCONNECT");
-    }
-}
-
-impl Drop for Pubsub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Waits up to `within` for a live (not retained) `$SYS/broker/{topic}` update
 /// whose value satisfies `wanted` (described by `what`); returns how many live

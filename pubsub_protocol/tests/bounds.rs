@@ -210,3 +210,49 @@ fn a_persistent_session_unused_past_its_expiry_is_removed_with_its_subscriptions
     assert!(!ack.session_present, "its session is gone");
     running.stop();
 }
+
+#[test]
+fn max_keepalive_and_retain_available_behave_as_in_mosquitto() {
+    let config = Config { max_keepalive: 60, retain_available: false, ..Config::default() };
+    let running = start_with(config);
+    let (_, ack) = Client::connect(running.addr, "k60", true, None); // keep-alive 60: the bound
+    assert_eq!(ack.code, ConnectReturn::Accepted);
+    let mut long = Client::open(running.addr);
+    long.send(&Packet::Connect(pubsub_protocol::packet::Connect {
+        keep_alive: 61,
+        ..connect("k61", true, None)
+    }));
+    assert_eq!(
+        long.recv(),
+        Packet::Connack(pubsub_protocol::packet::Connack {
+            session_present: false,
+            code: ConnectReturn::IdentifierRejected
+        })
+    );
+    long.expect_closed("a keep-alive over max_keepalive");
+    let mut never = Client::open(running.addr);
+    never.send(&Packet::Connect(pubsub_protocol::packet::Connect {
+        keep_alive: 0,
+        ..connect("k0", true, None)
+    }));
+    assert!(matches!(never.recv(), Packet::Connack(a) if a.code == ConnectReturn::IdentifierRejected));
+    never.expect_closed("keep-alive 0 (never) with max_keepalive set, as mosquitto");
+    let (mut p, _) = Client::connect(running.addr, "p", true, None);
+    p.publish("t", b"not retained", QoS::AtMostOnce, false);
+    p.send(&Packet::Publish(pubsub_protocol::packet::Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: true,
+        topic: "t".into(),
+        packet_id: None,
+        payload: b"retained".to_vec(),
+    }));
+    p.expect_closed("a retained PUBLISH with retain_available false");
+    let mut w = Client::open(running.addr);
+    let will = LastWill { topic: "w".into(), message: b"bye".to_vec(), qos: QoS::AtMostOnce, retain: true };
+    w.send(&Packet::Connect(connect("w", true, Some(will))));
+    w.expect_closed("a retained will with retain_available false");
+    assert_eq!(running.broker.retained_count(), 0);
+    still_served(&running);
+    running.stop();
+}
