@@ -37,8 +37,11 @@
 //! under that one rule, as mosquitto 2.1's `mosquitto_sub_matches_acl` decides for
 //! its dynamic-security plugin (`+` in the subscription is covered only by `+` or
 //! `#` in the rule, `#` only by `#`). A `deny` rule refuses the subscription when
-//! it *overlaps* it (some topic matches both). Read access is still checked per
-//! delivered message ([`Acl::check_deliver`]).
+//! it *covers* it too (as that plugin does): `topic deny test/nosubscribe` refuses
+//! exactly that filter and leaves `+/+` or `#` grantable, and the messages on the
+//! denied topic are then filtered per delivered message ([`Acl::check_deliver`]).
+//! (Refusing every filter a deny rule merely overlaps would refuse `#` as soon as any
+//! topic is denied: the Paho interoperability suite cannot pass that way.)
 //!
 //! ### Followed from mosquitto 2.0 (`src/security_default.c`)
 //! - `aclfile__parse`: trailing whitespace stripped; keywords and access words are
@@ -115,7 +118,7 @@ impl Acl {
     }
 
     /// Whether `client` may be granted a subscription to `filter`: one rule with read
-    /// access covers all of it, and no `deny` rule overlaps it.
+    /// access covers all of it, and no `deny` rule covers it.
     pub fn check_subscribe(&self, client: &Client<'_>, filter: &str) -> bool {
         filter::check(filter).is_ok() && self.decide(client, Need::Read, Relation::Subscription, filter)
     }
@@ -272,7 +275,7 @@ impl Relation {
     fn denies(self, rule: &str, asked: &str) -> bool {
         match self {
             Relation::Topic => crate::topic::matches(rule, asked),
-            Relation::Subscription => filter::overlaps(rule, asked),
+            Relation::Subscription => filter::covers(rule, asked),
         }
     }
 }

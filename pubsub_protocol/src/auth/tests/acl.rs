@@ -178,7 +178,8 @@ fn dollar_topics_need_dollar_rules() {
             ("c", A, Get, "$other/x", false, "# and +/x never match $ topics"),
             ("c", A, Get, "plain/x", true, "# rule"),
             ("c", A, Sub, "#", true, "the $SYS deny does not overlap #"),
-            ("c", A, Sub, "$SYS/#", false, "the $SYS deny overlaps $SYS/#"),
+            ("c", A, Sub, "$SYS/#", true, "the $SYS deny does not cover $SYS/#: filtered per message"),
+            ("c", A, Sub, "$SYS/secret", false, "the deny covers it"),
             ("c", A, Sub, "$SYS/broker/#", true, "covered, no overlap"),
             ("c", A, Sub, "+/x", true, "covered by # and +/x"),
             ("c", A, Sub, "$other/#", false, "# does not cover $ filters"),
@@ -187,7 +188,7 @@ fn dollar_topics_need_dollar_rules() {
 }
 
 #[test]
-fn subscriptions_must_be_covered_and_not_overlap_a_deny() {
+fn subscriptions_must_be_covered_and_not_covered_by_a_deny() {
     let rules = "\
 user s
 topic read a/#
@@ -206,10 +207,13 @@ pattern deny p/%u/hidden
             ("c", s, Sub, "a/public/#", true, "inside a/#"),
             ("c", s, Sub, "a/x", true, "inside a/#"),
             ("c", s, Sub, "a/public/+", true, "+ inside a/#"),
-            ("c", s, Sub, "a/#", false, "overlaps deny a/private/#"),
-            ("c", s, Sub, "a/+", false, "a/+ matches a/private"),
-            ("c", s, Sub, "a/+/y", false, "a/+/y matches a/private/y"),
+            ("c", s, Sub, "a/#", true, "wider than deny a/private/#: granted, filtered per message"),
+            ("c", s, Sub, "a/+", true, "a/+ matches a/private, which is filtered per message"),
+            ("c", s, Sub, "a/+/y", true, "a/+/y is not covered by the deny"),
             ("c", s, Sub, "a/private", false, "inside the deny"),
+            ("c", s, Sub, "a/private/#", false, "the deny itself"),
+            ("c", s, Sub, "a/private/+/x", false, "covered by the deny"),
+            ("c", s, Get, "a/private/x", false, "read of a denied topic, at delivery"),
             ("c", s, Sub, "b/+/c", true, "+ covered by +"),
             ("c", s, Sub, "b/x/c", true, "literal covered by +"),
             ("c", s, Sub, "b/#", false, "# not covered by +/c"),
@@ -221,7 +225,8 @@ pattern deny p/%u/hidden
             ("c", s, Sub, "e", true, "literal"),
             ("c", s, Sub, "e/#", false, "e/# is wider than e"),
             ("c", s, Sub, "w/x", false, "write only"),
-            ("c", s, Sub, "p/s/#", false, "overlaps pattern deny p/s/hidden"),
+            ("c", s, Sub, "p/s/#", true, "wider than pattern deny p/s/hidden: filtered per message"),
+            ("c", s, Sub, "p/s/hidden", false, "covered by the pattern deny"),
             ("c", s, Sub, "p/s/x/#", true, "%u pattern covers it"),
             ("c", s, Sub, "p/other/x", false, "someone else's %u"),
             ("c", s, Sub, "p/+/x", false, "+ not covered by the substituted level"),
