@@ -244,7 +244,8 @@ impl Server {
     }
 
     /// Runs `task` on a worker every `interval`, `repetitions` times (0: until
-    /// cancelled or the server stops).
+    /// cancelled or the server stops). Runs never overlap: a tick that finds the
+    /// previous run still going is skipped, and `repetitions` counts runs.
     pub fn run_every(
         &self,
         interval: Duration,

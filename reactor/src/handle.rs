@@ -70,7 +70,8 @@ impl Handle {
     /// Runs `task` on the pool every `interval` (at least [`MIN_PERIOD`]), `repetitions`
     /// times, or until cancelled if `repetitions` is 0. The k-th run is no earlier than
     /// k intervals from now; if the reactor falls a whole period behind, the schedule
-    /// restarts from then instead of firing a burst.
+    /// restarts from then instead of firing a burst. Runs never overlap: a tick that
+    /// finds the previous run still going is skipped, and `repetitions` counts runs.
     pub fn run_every(
         &self,
         interval: Duration,
@@ -81,7 +82,7 @@ impl Handle {
         let task: Repeat = Arc::new(task);
         let left = (repetitions > 0).then_some(repetitions);
         let id = self.timer_id();
-        self.send(Command::AddTimer(id, Instant::now() + interval, Action::Every { task, interval, left }))?;
+        self.send(Command::AddTimer(id, Instant::now() + interval, Action::every(task, interval, left)))?;
         Ok(id)
     }
 

@@ -4,9 +4,14 @@
 //! order they were scheduled. Cancelling removes the timer from the map only; its heap
 //! entry is skipped when it surfaces, and the heap is rebuilt when such dead entries
 //! outnumber the live ones, so memory stays proportional to live timers.
+//!
+//! A repeating timer never runs twice at once: a tick that finds the previous run
+//! still going is skipped (the run is not lost, it comes at the next tick that finds
+//! it done, and a repetition count counts runs, not ticks).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +24,24 @@ pub type Repeat = Arc<dyn Fn() + Send + Sync + 'static>;
 
 pub(crate) enum Action {
     Once(Task),
-    Every { task: Repeat, interval: Duration, left: Option<u64> },
+    Every { task: Repeat, interval: Duration, left: Option<u64>, busy: Arc<AtomicBool> },
+}
+
+impl Action {
+    /// A repeating action, not running.
+    pub(crate) fn every(task: Repeat, interval: Duration, left: Option<u64>) -> Action {
+        Action::Every { task, interval, left, busy: Arc::default() }
+    }
+}
+
+/// Marks a repeating task's run as over when dropped: after it returns, after it
+/// panics (the pool contains the panic), or if the pool refuses the task.
+struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 #[derive(Default)]
@@ -69,16 +91,26 @@ impl Timers {
             fired += 1;
             match action {
                 Action::Once(task) => hand_over(pool, id, task),
-                Action::Every { task, interval, left } => {
-                    let run = Arc::clone(&task);
-                    hand_over(pool, id, Box::new(move || run()));
-                    let left = left.map(|n| n - 1);
-                    if left != Some(0) {
-                        self.add(
+                Action::Every { task, interval, left, busy } => {
+                    // Acquire: what the previous run wrote is seen by the next.
+                    let left = if busy.swap(true, Ordering::Acquire) {
+                        log::trace!("reactor: timer {id:?} still running; tick skipped");
+                        left
+                    } else {
+                        let (run, done) = (Arc::clone(&task), Running(Arc::clone(&busy)));
+                        hand_over(
+                            pool,
                             id,
-                            next_tick(deadline, interval, now),
-                            Action::Every { task, interval, left },
+                            Box::new(move || {
+                                let _done = done;
+                                run();
+                            }),
                         );
+                        left.map(|n| n - 1)
+                    };
+                    if left != Some(0) {
+                        let next = next_tick(deadline, interval, now);
+                        self.add(id, next, Action::Every { task, interval, left, busy });
                     }
                 }
             }
@@ -131,19 +163,44 @@ mod tests {
         let task: Repeat = Arc::new(move || {
             counter.fetch_add(1, Ordering::SeqCst);
         });
-        timers.add(
-            TimerId(1),
-            start,
-            Action::Every { task, interval: Duration::from_millis(1), left: Some(3) },
-        );
+        timers.add(TimerId(1), start, Action::every(task, Duration::from_millis(1), Some(3)));
+        // Ticks that find the previous run unfinished are skipped: keep ticking (a
+        // bounded number of times) until three runs happened.
         let mut now = start;
-        for _ in 0..10 {
+        for _ in 0..100_000 {
+            if timers.len() == 0 {
+                break;
+            }
             timers.fire_due(now, &pool);
             now += Duration::from_millis(1);
+            std::thread::yield_now();
         }
         pool.finish();
         assert_eq!(count.load(Ordering::SeqCst), 3);
         assert_eq!(timers.len(), 0);
+    }
+
+    #[test]
+    fn a_tick_that_finds_the_previous_run_unfinished_is_skipped_not_counted() {
+        let pool = Pool::new(2).expect("pool starts");
+        let (started, gate) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let (tell, hold) = (started.0, std::sync::Mutex::new(gate.1));
+        let task: Repeat = Arc::new(move || {
+            tell.send(()).expect("test waits");
+            hold.lock().expect("no panic under lock").recv().expect("test releases");
+        });
+        let mut timers = Timers::default();
+        let t0 = Instant::now();
+        timers.add(TimerId(1), t0, Action::every(task, Duration::from_millis(1), Some(2)));
+        timers.fire_due(t0, &pool);
+        started.1.recv().expect("the first run started");
+        for k in 1..=5 {
+            timers.fire_due(t0 + Duration::from_millis(k), &pool); // the first run still holds
+        }
+        assert!(started.1.try_recv().is_err(), "a second run started beside the first");
+        assert_eq!(timers.len(), 1, "skipped ticks do not use up the repetitions");
+        gate.0.send(()).expect("release the first run");
+        pool.finish();
     }
 
     #[test]

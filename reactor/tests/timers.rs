@@ -2,7 +2,8 @@
 
 mod util;
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use reactor::Builder;
@@ -84,5 +85,31 @@ fn cancelling_a_forever_timer_stops_it() {
     assert!(in_flight.iter().all(|m| *m == "tick"), "{in_flight:?}");
     let after = until("second sentinel");
     assert!(after.is_empty(), "ticks after the cancel was applied: {after:?}");
+    r.stop();
+}
+
+#[test]
+fn a_run_every_task_that_outlasts_its_interval_never_overlaps_itself() {
+    // Two workers: without a guard, the next tick would start on the other one.
+    let r = start(Builder::new().signals(false));
+    let active = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel();
+    let (a, m) = (Arc::clone(&active), Arc::clone(&most));
+    let id = r
+        .handle
+        .run_every(Duration::from_millis(5), 0, move || {
+            let now = a.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(30)); // six intervals
+            a.fetch_sub(1, Ordering::SeqCst);
+            tx.send(()).expect("test waits");
+        })
+        .expect("running");
+    for _ in 0..4 {
+        rx.recv_timeout(PATIENCE).expect("the task keeps running, one run at a time");
+    }
+    r.handle.cancel(id).expect("reactor running");
+    assert_eq!(most.load(Ordering::SeqCst), 1, "two runs of the same repeating task overlapped");
     r.stop();
 }
