@@ -21,10 +21,6 @@ fn dollar(filter: &str) -> bool {
     filter.starts_with('$')
 }
 
-fn wildcard_first(filter: &str) -> bool {
-    filter.starts_with(['+', '#'])
-}
-
 /// Whether every topic that subscription `sub` can match is matched by `rule`.
 ///
 /// This is mosquitto's `sub_matches_acl` (2.1's `libcommon/topic_common.c`, used by
@@ -45,24 +41,4 @@ pub(crate) fn covers(rule: &str, sub: &str) -> bool {
         }
     }
     subs.next().is_none()
-}
-
-/// Whether some topic name is matched by both `a` and `b`.
-pub(crate) fn overlaps(a: &str, b: &str) -> bool {
-    // A `$` topic is matched only by filters whose first level is literal.
-    if (wildcard_first(a) && dollar(b)) || (wildcard_first(b) && dollar(a)) {
-        return false;
-    }
-    let mut bs = b.split('/');
-    for x in a.split('/') {
-        match (x, bs.next()) {
-            ("#", _) | (_, Some("#")) => return true,
-            ("+", Some(_)) | (_, Some("+")) => {}
-            (x, Some(y)) if x == y => {}
-            _ => return false,
-        }
-    }
-    // `a` is used up: they share a topic if `b` is too, or `b` ends in `/#`,
-    // which also matches its parent level.
-    matches!(bs.next(), None | Some("#"))
 }

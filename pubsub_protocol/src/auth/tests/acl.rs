@@ -447,8 +447,8 @@ fn random_rules_and_requests_never_panic() {
 
 #[test]
 fn filter_relations_agree_with_matching() {
-    // covers(r, s) means every topic s matches, r matches; overlaps(a, b) means some
-    // topic matches both. Check both against topic::matches over a small universe.
+    // covers(r, s) means every topic s matches, r matches. Check it against
+    // topic::matches over a small universe.
     let levels = ["a", "b", "$s"];
     let mut topics = Vec::new();
     for x in levels {
@@ -475,8 +475,6 @@ fn filter_relations_agree_with_matching() {
     let m = |f: &str, t: &str| crate::topic::matches(f, t);
     for a in &filters {
         for b in &filters {
-            let both = topics.iter().any(|t| m(a, t) && m(b, t));
-            assert_eq!(filter::overlaps(a, b), both, "overlaps({a}, {b})");
             // Within three levels the universe is exhaustive only for filters
             // without #, whose matches can be deeper.
             if !b.contains('#') {
