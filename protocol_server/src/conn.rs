@@ -214,7 +214,7 @@ impl Conn {
         let file = file.into();
         let end = match len {
             Some(len) => offset.saturating_add(len),
-            None => file.metadata().map_err(|e| WriteError::Io(e.to_string()))?.len(),
+            None => file.metadata().map_err(WriteError::Io)?.len(),
         };
         if end <= offset {
             return Ok(());
@@ -269,7 +269,7 @@ impl Conn {
     fn failed(&self, out: std::sync::MutexGuard<'_, Output>, e: io::Error) -> Result<(), WriteError> {
         drop(out);
         self.abort_io("write", &e);
-        Err(WriteError::Io(e.to_string()))
+        Err(WriteError::Io(e))
     }
 
     /// Writes what the socket takes now; `Ok(n)` bytes written (maybe fewer than asked).

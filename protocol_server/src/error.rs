@@ -62,7 +62,7 @@ impl Error {
 }
 
 /// Why output could not be queued on a connection.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WriteError {
     /// The connection is closed or closing; nothing more is sent.
@@ -77,7 +77,25 @@ pub enum WriteError {
         /// The bound in force.
         max: usize,
     },
-    /// The socket failed; the connection has been closed.
+    /// The socket (or the connection's read/write hooks) failed; the connection has
+    /// been closed. The error is kept whole: its kind tells a reset from the rest.
     #[error("socket error: {0}")]
-    Io(String),
+    Io(#[source] io::Error),
 }
+
+/// Equal variants; two `Io` errors are equal when their kinds are (`io::Error` itself
+/// cannot be compared).
+impl PartialEq for WriteError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (WriteError::Closed, WriteError::Closed) => true,
+            (WriteError::Overflow { queued: a, max: m }, WriteError::Overflow { queued: b, max: n }) => {
+                a == b && m == n
+            }
+            (WriteError::Io(a), WriteError::Io(b)) => a.kind() == b.kind(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for WriteError {}

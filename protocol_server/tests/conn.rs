@@ -211,6 +211,43 @@ fn rw_hooks_see_every_byte_both_ways() {
     running.stop();
 }
 
+/// A write hook that refuses everything, as a TLS layer does after a fatal alert.
+struct Refusing;
+
+impl RwHooks for Refusing {
+    fn read(&mut self, stream: &mio::net::TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        (&*stream).read(buf)
+    }
+    fn write(&mut self, _stream: &mio::net::TcpStream, _buf: &[u8]) -> io::Result<usize> {
+        Err(io::Error::new(io::ErrorKind::PermissionDenied, "refused by the hook"))
+    }
+}
+
+#[test]
+fn a_failed_write_hands_back_the_io_error_with_its_kind_and_closes() {
+    let (tx, rx) = shared_channel();
+    let hooks = Hooks {
+        on_open: hook(|c| c.set_rw_hooks(Box::new(Refusing))),
+        on_data: on_request(move |c| {
+            let outcome = c.write(b"never sent");
+            tx.lock().expect("no panic under lock").send(outcome).expect("test waits");
+        }),
+        ..Hooks::default()
+    };
+    let running = serve(hooks);
+    let mut client = running.connect();
+    client.write_all(b"go").expect("write");
+    match rx.recv_timeout(PATIENCE).expect("write result") {
+        Err(WriteError::Io(e)) => {
+            assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "the hook's error, kind kept: {e}");
+            assert!(e.to_string().contains("refused by the hook"), "{e}");
+        }
+        other => panic!("expected WriteError::Io, got {other:?}"),
+    }
+    assert!(closed_by_peer(&mut client), "the connection is closed after the failed write");
+    running.stop();
+}
+
 /// The protocol an upgrade switches to: answers in upper case.
 struct Upper;
 
