@@ -223,11 +223,15 @@ impl Conn {
     }
 
     fn enqueue(&self, data: Queued<'_>, urgent: bool) -> Result<(), WriteError> {
+        let max = self.0.server.settings().max_output;
+        let mut out = lock(&self.0.output);
+        // Checked under the output lock, which the close path holds when it finds the
+        // queue empty before sending FIN: a write racing `close()` from another thread
+        // either goes out before the FIN or is refused, never hits the shut socket
+        // (EPIPE, then a reset that loses what was in flight).
         if self.state() != OPEN {
             return Err(WriteError::Closed);
         }
-        let max = self.0.server.settings().max_output;
-        let mut out = lock(&self.0.output);
         let was_empty = out.is_empty();
         let mut socket_full = false;
         let chunk = match data {
