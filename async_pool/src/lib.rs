@@ -1,8 +1,8 @@
 //! `async_pool`: the lock-less thread pool under the server framework.
 //!
-//! In the picture of `DESIGN.md` this is the box between the reactor and the
-//! protocol hooks: the reactor (one thread, `mio`) finds ready connections and due
-//! timers and hands them here as tasks; N workers run them.
+//! In the picture of `ARCHITECTURE.md` (at the repository root) this is the box between
+//! the reactor and the protocol hooks: the reactor (one thread, `mio`) finds ready
+//! connections and due timers and hands them here as tasks; N workers run them.
 //!
 //! - Each worker owns a bounded lock-free [`ring::Ring`] and a pipe it sleeps on.
 //! - [`Pool::run`] picks a worker round-robin; [`Pool::run_on`] targets one (the server

@@ -1,11 +1,11 @@
 //! `httpd`: a static-file HTTP/1.1 server on `protocol_server`.
 //!
-//! In the picture of `DESIGN.md` this is one of the two services on top of the
-//! framework: [`Http`] is a `Protocol` whose per-connection value holds only an
-//! incomplete request head (nothing while idle). Requests are parsed with `httparse`
-//! ([`request`]), paths resolved under the root without ever leaving it ([`path`]),
-//! files answered with validators, conditional requests and byte ranges ([`mod@file`]) and
-//! sent with `sendfile(2)` by the framework.
+//! In the picture of `ARCHITECTURE.md` (at the repository root) this is one of the two
+//! services on top of the framework: [`Http`] is a `Protocol` whose per-connection value
+//! holds only an incomplete request head (nothing while idle). Requests are parsed with
+//! `httparse` ([`request`]), paths resolved under the root without ever leaving it
+//! ([`path`]), files answered with validators, conditional requests and byte ranges
+//! ([`mod@file`]) and sent with `sendfile(2)` by the framework.
 //!
 //! ```no_run
 //! use std::sync::Arc;

@@ -1,11 +1,11 @@
 //! `protocol_server`: the part of the framework its users touch.
 //!
-//! In the picture of `DESIGN.md` this is the top: a [`Server`] owns one `reactor`
-//! (epoll, accept, timers, signals) and one `async_pool` (the workers), and hosts one
-//! or more listeners, each with its own [`Protocol`]. Each accepted connection gets a
-//! fresh protocol value (its state) and is pinned to a worker chosen round-robin, so
-//! its hooks never run concurrently and run in event order, while different
-//! connections run in parallel.
+//! In the picture of `ARCHITECTURE.md` (at the repository root) this is the middle layer,
+//! between the engine and the services: a [`Server`] owns one `reactor` (epoll, accept,
+//! timers, signals) and one `async_pool` (the workers), and hosts one or more listeners,
+//! each with its own [`Protocol`]. Each accepted connection gets a fresh protocol value
+//! (its state) and is pinned to a worker chosen round-robin, so its hooks never run
+//! concurrently and run in event order, while different connections run in parallel.
 //!
 //! - [`Builder`] (from [`Server::builder`]) is the original `start_server(...)`.
 //! - [`Conn`] is the connection handle: `read`, `write`, `write_move`,

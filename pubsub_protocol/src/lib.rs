@@ -1,10 +1,11 @@
 //! `pubsub_protocol`: an MQTT 3.1.1 broker on `protocol_server`.
 //!
-//! In the picture of `DESIGN.md` this is the second service on top of the framework:
-//! [`Mqtt`] is the per-connection `Protocol`, [`Broker`] the shared state (sessions,
-//! the subscription trie, retained messages). The wire format is in [`packet`] (every
-//! control packet, both directions, malformed cases refused) and topic rules in
-//! [`topic`] (validation, matching, the trie a publish walks instead of a scan).
+//! In the picture of `ARCHITECTURE.md` (at the repository root) this is the second
+//! service on top of the framework: [`Mqtt`] is the per-connection `Protocol`, [`Broker`]
+//! the shared state (sessions, the subscription trie, retained messages). The wire format
+//! is in [`packet`] (every control packet, both directions, malformed cases refused) and
+//! topic rules in [`topic`] (validation, matching, the trie a publish walks instead of a
+//! scan).
 //!
 //! ```no_run
 //! use std::sync::Arc;

@@ -1,10 +1,11 @@
 //! `reactor`: the epoll event loop under the server framework.
 //!
-//! In the picture of `DESIGN.md` this is the left half: one thread owns a
-//! [`mio::Poll`], accepts on its listeners (until `WouldBlock`: everything is
-//! edge-triggered), watches each connection for read and write readiness, keeps them
-//! in a slab under generation-checked [`ConnId`]s, runs a timer heap whose earliest
-//! deadline is the `poll` timeout, and turns SIGINT/SIGTERM into an orderly shutdown.
+//! In the picture of `ARCHITECTURE.md` (at the repository root) this is the left half:
+//! one thread owns a [`mio::Poll`], accepts on its listeners (until `WouldBlock`:
+//! everything is edge-triggered), watches each connection for read and write readiness,
+//! keeps them in a slab under generation-checked [`ConnId`]s, runs a timer heap whose
+//! earliest deadline is the `poll` timeout, and turns SIGINT/SIGTERM into an orderly
+//! shutdown.
 //!
 //! It runs no protocol code. Readiness goes to the layer above through [`Dispatch`]
 //! (which typically queues a task on the [`async_pool::Pool`]); due timers go straight
