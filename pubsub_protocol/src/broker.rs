@@ -1,8 +1,12 @@
 //! Broker state shared by every connection: sessions, subscriptions, retained
 //! messages, and the routing of a publish to its subscribers.
 //!
-//! Locks are short and taken in one order: the trie or the retained map alone, the
-//! session map (read) to find a session, then that one session.
+//! Locks are short and taken in one order: the session map, then the trie, then one
+//! session, then the leaf locks (the retained map, the rules in force, the blocked
+//! publishers), each of which is never held while taking another. A takeover and
+//! the expiry of sessions hold the map while taking the trie; SUBSCRIBE holds the
+//! trie while taking its session; a publish takes the trie alone, then the map (read)
+//! to find the sessions, then each session in turn.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
