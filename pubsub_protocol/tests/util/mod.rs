@@ -247,3 +247,64 @@ impl Client {
         assert!(self.input.is_empty(), "{why}: bytes after PINGRESP: {:?}", self.input);
     }
 }
+
+/// `start_with`, but a connection may idle only `idle` before CONNECT sets its
+/// keep-alive: for the tests of that timeout itself (others keep `IDLE`, longer than
+/// `PATIENCE`, so the timeout cannot pose as a close they expect).
+pub fn start_with_idle(config: Config, idle: Duration) -> Running {
+    let broker = Arc::new(Broker::new(config));
+    let shared = Arc::clone(&broker);
+    let builder = Server::builder()
+        .threads(2)
+        .port(0)
+        .signals(false)
+        .timeout(idle)
+        .protocol(move || Mqtt::new(Arc::clone(&shared)));
+    let (server, thread) = builder.spawn().expect("the broker starts");
+    let addr = server.local_addrs()[0];
+    Running { broker, server, addr, thread }
+}
+
+/// This process's memory, from `/proc/self/status` (the broker runs in-process).
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// Resident bytes (`VmRSS`): pages actually touched.
+    pub resident: u64,
+    /// Mapped bytes (`VmSize`): also counts an allocation that was never touched,
+    /// which `resident` does not see (a large `Vec::with_capacity` is a fresh mmap).
+    pub mapped: u64,
+}
+
+/// This process's memory now.
+pub fn memory() -> Memory {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let kib = |key: &str| -> u64 {
+        let line =
+            status.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in status"));
+        let n = line[key.len()..].trim().trim_end_matches("kB").trim();
+        n.parse::<u64>().unwrap_or_else(|e| panic!("{key} {n:?}: {e}")) * 1024
+    };
+    Memory { resident: kib("VmRSS:"), mapped: kib("VmSize:") }
+}
+
+/// Panics on the server's own threads (workers, reactor, server thread), counted from
+/// the first call of this function, which installs the counting hook. A panicking
+/// protocol hook is
+/// caught and its connection closed, which a client cannot tell from a deliberate
+/// close: a test that expects a close checks this too.
+pub fn server_panics() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static PANICS: AtomicUsize = AtomicUsize::new(0);
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let name = std::thread::current().name().unwrap_or("").to_string();
+            if name.starts_with("worker") || name == "reactor" || name == "server" {
+                PANICS.fetch_add(1, Ordering::SeqCst);
+            }
+            previous(info);
+        }));
+    });
+    PANICS.load(Ordering::SeqCst)
+}
