@@ -48,6 +48,11 @@ impl Mqtt {
             if self.held.len() >= MAX_HELD {
                 break Ok(()); // the rest waits, undecoded, until a queue has room
             }
+            // Before CONNECT, the first byte is enough to refuse ([MQTT-3.1.0-1]): no
+            // need to buffer up to max_packet of something that is not a CONNECT.
+            if self.client.is_none() && self.input.get(used).is_some_and(|b| b >> 4 != 1) {
+                break Err("the first packet is not CONNECT".into());
+            }
             match packet::decode(&self.input[used..], self.broker.config.max_packet) {
                 Ok(Some((packet, size))) => {
                     used += size;
@@ -56,6 +61,11 @@ impl Mqtt {
                     }
                 }
                 Ok(None) => break Ok(()),
+                Err(e @ packet::Error::UnsupportedLevel(_)) if self.client.is_none() => {
+                    let refused = Connack { session_present: false, code: ConnectReturn::BadLevel };
+                    write(conn, &Packet::Connack(refused)); // [MQTT-3.1.2-2]
+                    break Err(format!("CONNECT refused: {e}"));
+                }
                 Err(e) => break Err(format!("malformed packet: {e}")),
             }
         };
@@ -117,6 +127,12 @@ impl Mqtt {
                 Ok(())
             }
             Packet::Subscribe(s) => {
+                // An invalid filter is a protocol violation ([MQTT-4.7.1-2], -3,
+                // [MQTT-4.7.3-1]), so the connection closes ([MQTT-4.8.0-1]), as in
+                // mosquitto; 0x80 is for filters that are valid but refused.
+                if let Some((bad, _)) = s.filters.iter().find(|(f, _)| !valid_filter(f)) {
+                    return Err(format!("invalid topic filter {bad:?}"));
+                }
                 self.subscribe(conn, &session, s);
                 Ok(())
             }
@@ -343,7 +359,7 @@ impl Mqtt {
                     log::warn!("client {id}: subscription to {filter:?} denied by the ACL");
                     self.broker.stats.denied_subscriptions.fetch_add(1, Ordering::Relaxed);
                 }
-                if valid_filter(filter) && allowed {
+                if allowed {
                     trie.insert(filter, Arc::clone(id), *qos);
                     s.filters.insert(filter.clone(), *qos);
                     codes.push(*qos as u8);

@@ -267,6 +267,7 @@ fn refusal(e: Error) -> usize {
         Error::BadConnectFlags => 9,
         Error::BadTopic => 10,
         Error::BadSubscription => 11,
+        Error::UnsupportedLevel(_) => 12,
     }
 }
 
@@ -274,7 +275,7 @@ fn refusal(e: Error) -> usize {
 #[derive(Default)]
 struct Seen {
     accepted: [usize; 16],
-    refused: [usize; 12],
+    refused: [usize; 13],
     incomplete: usize,
 }
 

@@ -49,6 +49,9 @@ impl Connect {
             return Err(Error::BadProtocol); // [MQTT-3.1.2-1]; 3.1's "MQIsdp" included
         }
         let level = r.u8()?;
+        if level != 4 {
+            return Err(Error::UnsupportedLevel(level)); // [MQTT-3.1.2-2]
+        }
         let flags = r.u8()?;
         if flags & RESERVED != 0 {
             return Err(Error::BadConnectFlags); // [MQTT-3.1.2-3]

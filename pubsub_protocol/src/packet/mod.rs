@@ -65,6 +65,11 @@ pub enum Error {
     /// A protocol name other than "MQTT" ([MQTT-3.1.2-1]).
     #[error("unknown protocol name")]
     BadProtocol,
+    /// "MQTT" at a protocol level other than 4 (3.1.1), such as 5: the rest of the
+    /// CONNECT has another layout, so it is not read; the broker answers CONNACK 0x01
+    /// ([MQTT-3.1.2-2]) and a client may retry in 3.1.1.
+    #[error("unsupported protocol level {0}")]
+    UnsupportedLevel(u8),
     /// CONNECT flags break a rule ([MQTT-3.1.2-3], -11, -13, -15, -22).
     #[error("invalid CONNECT flags")]
     BadConnectFlags,
