@@ -9,7 +9,7 @@
 //! to find the sessions, then each session in turn.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,8 @@ pub struct Broker {
     /// The rules in force; a reload replaces the `Arc`, operations in progress keep
     /// the one they took.
     security: RwLock<Arc<Security>>,
+    /// Whether `security` holds an ACL (see [`Broker::acl`]).
+    acl_on: AtomicBool,
     /// Publishers paused because a subscriber's queue is full (`Overflow::Block`).
     blocked: Mutex<HashMap<ConnId, Conn>>,
     /// Counters.
@@ -68,7 +70,16 @@ impl Broker {
 
     /// Puts `rules` in force for every operation from now on (a reload).
     pub fn set_security(&self, rules: Security) {
+        let acl = rules.has_acl();
         *self.security.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+        // Release: whoever sees `true` finds the new rules behind the lock.
+        self.acl_on.store(acl, Ordering::Release);
+    }
+
+    /// The rules in force if they include an ACL. Without one (the common case) the
+    /// data path pays one atomic load, not a lock and a reference count per message.
+    pub(crate) fn acl(&self) -> Option<Arc<Security>> {
+        self.acl_on.load(Ordering::Acquire).then(|| self.security())
     }
 
     /// The rules in force now.
@@ -76,9 +87,10 @@ impl Broker {
         Arc::clone(&self.security.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Whether the session's client may receive a message on `topic` (counted if not).
-    fn readable(&self, rules: &Security, session: &Session, topic: &str) -> bool {
-        let ok = !rules.has_acl() || rules.may_receive(&session.client(), topic);
+    /// Whether the session's client may receive a message on `topic` under the ACL
+    /// `rules` (counted if not; `None`: no ACL, everything is readable).
+    fn readable(&self, rules: Option<&Security>, session: &Session, topic: &str) -> bool {
+        let ok = rules.is_none_or(|r| r.may_receive(&session.client(), topic));
         if !ok {
             self.stats.denied_deliveries.fetch_add(1, Ordering::Relaxed);
         }
@@ -132,7 +144,7 @@ impl Broker {
                 .collect()
         };
         let mut full = Vec::new();
-        let rules = self.security();
+        let rules = self.acl();
         for (session, granted) in sessions {
             let out = Publish {
                 dup: false,
@@ -142,7 +154,7 @@ impl Broker {
                 ..msg.clone()
             };
             let mut s = lock(&session);
-            if self.readable(&rules, &s, &out.topic) && self.deliver(&mut s, out) {
+            if self.readable(rules.as_deref(), &s, &out.topic) && self.deliver(&mut s, out) {
                 drop(s);
                 full.push(session);
             }
@@ -170,9 +182,9 @@ impl Broker {
                 .map(|(_, m)| m.clone())
                 .collect()
         };
-        let rules = self.security();
+        let rules = self.acl();
         for m in retained {
-            if !self.readable(&rules, session, &m.topic) {
+            if !self.readable(rules.as_deref(), session, &m.topic) {
                 continue;
             }
             let out = Publish { dup: false, retain: true, qos: m.qos.min(granted), packet_id: None, ..m };
@@ -256,14 +268,14 @@ impl Broker {
     /// are dropped. Wakes blocked publishers once the queue has room again.
     pub(crate) fn drain_queue(&self, session: &mut Session) {
         let was_full = self.full(session);
-        let rules = self.security();
+        let rules = self.acl();
         while let Some((at, front)) = session.queue.front() {
             if self.expired(&front.topic, *at) {
                 session.pop();
                 self.stats.expired.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            if !self.readable(&rules, session, &front.topic) {
+            if !self.readable(rules.as_deref(), session, &front.topic) {
                 session.pop(); // queued under rules that a reload has since revoked
                 continue;
             }

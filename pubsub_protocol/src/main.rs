@@ -82,8 +82,9 @@ struct Args {
     /// Concurrent client connections (-1: as many as the open-file limit allows).
     #[arg(long, allow_negative_numbers = true)]
     max_connections: Option<i64>,
-    /// Let clients without a username connect [default: true, but false when the
-    /// configuration file sets a listener or a password file, as in mosquitto 2.0].
+    /// Let clients without a username connect [default: true, but false when a
+    /// password file is given or the configuration file sets a listener, as in
+    /// mosquitto 2.0].
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
     allow_anonymous: Option<bool>,
     /// mosquitto's password file (made by mosquitto_passwd); SIGHUP re-reads it.
@@ -169,7 +170,10 @@ fn settings(args: &Args, file: &ConfFile) -> Settings {
         retain_available: file.retain_available.unwrap_or(d.retain_available),
     };
     let max_connections = args.max_connections.or(file.max_connections).and_then(|n| usize::try_from(n).ok());
-    let configured = !file.listeners.is_empty() || file.password_file.is_some();
+    // mosquitto 2.0 refuses anonymous clients once a listener is configured; a password
+    // file given any way is taken as the same intent.
+    let configured =
+        !file.listeners.is_empty() || file.password_file.is_some() || args.password_file.is_some();
     let security = SecurityFiles {
         allow_anonymous: args.allow_anonymous.or(file.allow_anonymous).unwrap_or(!configured),
         password_file: args.password_file.clone().or_else(|| file.password_file.clone()),

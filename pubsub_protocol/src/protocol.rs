@@ -393,9 +393,9 @@ impl Mqtt {
 impl Mqtt {
     /// Whether the ACL in force lets this client publish to `topic`.
     fn may_publish(&self, topic: &str) -> bool {
-        let rules = self.broker.security();
+        let Some(rules) = self.broker.acl() else { return true };
         let Some((_, session)) = &self.client else { return false };
-        !rules.has_acl() || rules.may_publish(&lock(session).client(), topic)
+        rules.may_publish(&lock(session).client(), topic)
     }
 
     /// The client id for log lines ("-" before CONNECT).

@@ -157,3 +157,20 @@ fn a_bad_configuration_file_stops_the_broker_naming_file_line_and_key() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/passwd"));
 }
+
+#[test]
+fn a_password_file_given_by_flag_refuses_anonymous_clients_unless_allowed() {
+    let dir = Dir::new("flag");
+    let passwords = dir.0.join("passwd");
+    mosquitto_passwd(&passwords, &[], "alice", "wonderland");
+    let path = passwords.to_str().expect("UTF-8 path");
+    let anonymous = |broker: &Pubsub| {
+        let port = broker.addr.port().to_string();
+        tool("mosquitto_pub", &["-h", "127.0.0.1", "-p", &port, "-t", "t", "-m", "x"])
+    };
+    let strict = Pubsub::start(&["--password-file", path]);
+    refused_as(&anonymous(&strict), "not authori");
+    assert!(publish(&strict, "alice", "wonderland", "t", "x").status.success());
+    let open = Pubsub::start(&["--password-file", path, "--allow-anonymous", "true"]);
+    assert!(anonymous(&open).status.success(), "--allow-anonymous true lets them in");
+}
