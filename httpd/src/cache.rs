@@ -48,8 +48,16 @@ pub struct OpenFile {
 
 impl OpenFile {
     /// Opens `path`; `Ok(None)` if it is not a regular file.
+    ///
+    /// `O_NONBLOCK`: opening a FIFO without a writer would block the worker for ever;
+    /// it opens at once and `fstat` then refuses it (a regular file ignores the flag).
+    /// `O_NOFOLLOW`: `path` was resolved with its symlinks, so a symlink found now
+    /// was swapped in after the check and is refused (for the last component; the
+    /// folders above are not re-checked).
     pub fn open(path: PathBuf) -> io::Result<Option<OpenFile>> {
-        let file = File::open(&path)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let flags = nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOFOLLOW;
+        let file = std::fs::OpenOptions::new().read(true).custom_flags(flags.bits()).open(&path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Ok(None);
