@@ -141,8 +141,11 @@ impl Builder {
         self
     }
 
-    /// Bytes queued per connection before the peer is deemed not reading and
-    /// disconnected (default 16 MiB; files count their remaining length).
+    /// Bytes of memory queued per connection before the peer is deemed not reading
+    /// and disconnected (default 16 MiB). A file range queued with
+    /// [`Conn::send_file`](crate::Conn::send_file) holds a descriptor, not memory, and
+    /// counts 0 here (its length still shows in `Conn::queued`), so files larger than
+    /// the bound go out whole; httpd bounds how many it queues itself.
     pub fn max_output(mut self, bytes: usize) -> Self {
         self.max_output = bytes;
         self
