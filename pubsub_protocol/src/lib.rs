@@ -29,6 +29,8 @@ mod retained;
 mod security;
 mod session;
 mod stats;
+#[cfg(test)]
+mod test_rng;
 pub mod topic;
 
 pub use broker::{Broker, Config, Overflow, Stats};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use pubsub_protocol::packet::{ConnectReturn, LastWill, Packet, QoS, Subscribe};
 use pubsub_protocol::topic::Bounds;
 use pubsub_protocol::{Config, Overflow};
-use util::{start, start_with, Client, Running};
+use util::{connect_packet, start, start_with, Client, Running};
 
 /// A normal exchange on `running`: subscribe, publish, receive.
 fn still_served(running: &Running) {
@@ -89,22 +89,10 @@ fn topic_bounds_are_exact_and_configurable() {
     let mut w = Client::open(running.addr);
     let will =
         LastWill { topic: "w/x/y/z".into(), message: b"bye".to_vec(), qos: QoS::AtMostOnce, retain: false };
-    w.send(&Packet::Connect(connect("w", true, Some(will))));
+    w.send(&Packet::Connect(connect_packet("w", true, Some(will))));
     w.expect_closed("a will topic of 4 levels");
     still_served(&running);
     running.stop();
-}
-
-fn connect(id: &str, clean: bool, will: Option<LastWill>) -> pubsub_protocol::packet::Connect {
-    pubsub_protocol::packet::Connect {
-        level: 4,
-        clean_session: clean,
-        keep_alive: 60,
-        client_id: id.into(),
-        will,
-        username: None,
-        password: None,
-    }
 }
 
 #[test]
@@ -220,7 +208,7 @@ fn max_keepalive_and_retain_available_behave_as_in_mosquitto() {
     let mut long = Client::open(running.addr);
     long.send(&Packet::Connect(pubsub_protocol::packet::Connect {
         keep_alive: 61,
-        ..connect("k61", true, None)
+        ..connect_packet("k61", true, None)
     }));
     assert_eq!(
         long.recv(),
@@ -233,7 +221,7 @@ fn max_keepalive_and_retain_available_behave_as_in_mosquitto() {
     let mut never = Client::open(running.addr);
     never.send(&Packet::Connect(pubsub_protocol::packet::Connect {
         keep_alive: 0,
-        ..connect("k0", true, None)
+        ..connect_packet("k0", true, None)
     }));
     assert!(matches!(never.recv(), Packet::Connack(a) if a.code == ConnectReturn::IdentifierRejected));
     never.expect_closed("keep-alive 0 (never) with max_keepalive set, as mosquitto");
@@ -250,7 +238,7 @@ fn max_keepalive_and_retain_available_behave_as_in_mosquitto() {
     p.expect_closed("a retained PUBLISH with retain_available false");
     let mut w = Client::open(running.addr);
     let will = LastWill { topic: "w".into(), message: b"bye".to_vec(), qos: QoS::AtMostOnce, retain: true };
-    w.send(&Packet::Connect(connect("w", true, Some(will))));
+    w.send(&Packet::Connect(connect_packet("w", true, Some(will))));
     w.expect_closed("a retained will with retain_available false");
     assert_eq!(running.broker.retained_count(), 0);
     still_served(&running);

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
+use crate::test_rng::Rng;
 
 const FILE: &str = "test.conf";
 const HOUR: u64 = 3600;
@@ -485,22 +486,6 @@ fn debian_default_file() {
         Err(ConfError::Line { key, .. }) => assert_eq!(key, "include_dir"),
         Err(ConfError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
         other => panic!("{other:?}"),
-    }
-}
-
-/// xorshift64*: reproducible without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[(self.next() % items.len() as u64) as usize]
     }
 }
 

@@ -38,17 +38,7 @@ pub fn start() -> Running {
 
 /// Starts a broker with `config`, listening once this returns.
 pub fn start_with(config: Config) -> Running {
-    let broker = Arc::new(Broker::new(config));
-    let shared = Arc::clone(&broker);
-    let builder = Server::builder()
-        .threads(2)
-        .port(0)
-        .signals(false)
-        .timeout(IDLE)
-        .protocol(move || Mqtt::new(Arc::clone(&shared)));
-    let (server, thread) = builder.spawn().expect("the broker starts");
-    let addr = server.local_addrs()[0];
-    Running { broker, server, addr, thread }
+    start_with_idle(config, IDLE)
 }
 
 impl Running {
@@ -68,6 +58,19 @@ pub enum Next {
     Closed,
     /// Nothing within the read timeout: the connection is open, the broker silent.
     Silent,
+}
+
+/// An anonymous 3.1.1 CONNECT as `id` with keep-alive 60 s.
+pub fn connect_packet(id: &str, clean: bool, will: Option<LastWill>) -> Connect {
+    Connect {
+        level: 4,
+        clean_session: clean,
+        keep_alive: 60,
+        client_id: id.into(),
+        will,
+        username: None,
+        password: None,
+    }
 }
 
 /// A bare client: sends packets, reads packets.
@@ -90,16 +93,7 @@ impl Client {
     /// Connects as `id` (keep-alive 60 s) and returns the CONNACK, whatever its code.
     pub fn connect(addr: SocketAddr, id: &str, clean: bool, will: Option<LastWill>) -> (Client, Connack) {
         let mut c = Client::open(addr);
-        let connect = Connect {
-            level: 4,
-            clean_session: clean,
-            keep_alive: 60,
-            client_id: id.into(),
-            will,
-            username: None,
-            password: None,
-        };
-        c.send(&Packet::Connect(connect));
+        c.send(&Packet::Connect(connect_packet(id, clean, will)));
         match c.recv() {
             Packet::Connack(ack) => (c, ack),
             other => panic!("expected CONNACK, got {other:?}"),

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::test_rng::Rng;
 
 #[derive(Debug, Clone, Copy)]
 enum Op {
@@ -339,31 +340,11 @@ fn deep_topics_do_not_recurse() {
     assert_eq!(handle.unwrap().join().unwrap(), (true, false));
 }
 
-/// A small deterministic generator (xorshift64*), so a failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[(self.next() % from.len() as u64) as usize]
-    }
-
-    fn text(&mut self, from: &[&str], max: u64) -> String {
-        (0..self.next() % max).map(|_| self.pick(from)).collect()
-    }
-
-    /// One to four levels, often a valid filter or topic, sometimes not.
-    fn filter(&mut self) -> String {
-        let levels = ["a", "b", "a", "b", "+", "#", "%c", "%u", "$SYS", "é", "", "x%cy"];
-        let n = 1 + self.next() % 4;
-        (0..n).map(|_| self.pick(&levels)).collect::<Vec<_>>().join("/")
-    }
+/// One to four levels, often a valid filter or topic, sometimes not.
+fn random_filter(rng: &mut Rng) -> String {
+    let levels = ["a", "b", "a", "b", "+", "#", "%c", "%u", "$SYS", "é", "", "x%cy"];
+    let n = 1 + rng.next() % 4;
+    (0..n).map(|_| rng.pick(&levels)).collect::<Vec<_>>().join("/")
 }
 
 /// A file of up to eight lines, most shaped like rules, some pure noise.
@@ -375,7 +356,7 @@ fn random_file(rng: &mut Rng) -> Vec<u8> {
             1 => format!("user {}", rng.text(LEVELS, 3)),
             _ => {
                 let access = rng.pick(&["", "read ", "write ", "readwrite ", "deny ", "bad "]);
-                let filter = rng.filter();
+                let filter = random_filter(rng);
                 format!("{} {access}{filter}", rng.pick(&["topic", "pattern"]))
             }
         };
@@ -433,7 +414,7 @@ fn random_rules_and_requests_never_panic() {
         loaded += 1;
         for _ in 0..20 {
             let (id, user) = (rng.text(NAMES, 3), rng.text(NAMES, 3));
-            let what = if rng.next() % 2 == 0 { rng.filter() } else { rng.text(LEVELS, 10) };
+            let what = if rng.next() % 2 == 0 { random_filter(&mut rng) } else { rng.text(LEVELS, 10) };
             let username = (rng.next() % 3 != 0).then_some(user.as_str());
             for op in [Pub, Get, Sub] {
                 granted += usize::from(ask(&acl, &id, username, op, &what));
