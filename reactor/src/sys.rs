@@ -75,3 +75,48 @@ impl Drop for SignalClaim {
         LISTENING.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// The calling thread's scheduling policy before [`batch_scheduling`] changed it,
+/// restored when dropped.
+#[derive(Debug)]
+pub(crate) struct PolicyGuard {
+    policy: i32,
+    param: nix::libc::sched_param,
+}
+
+/// Puts the calling thread under `SCHED_BATCH`: it no longer preempts a running
+/// thread when it wakes, it waits for that thread to block, yield or use up its slice.
+///
+/// For the reactor this turns one wake-up per arriving request into one per batch:
+/// a worker sharing the reactor's core finishes its connections before the reactor
+/// collects the events that arrived meanwhile (see BENCHMARKS.md, "What limits us").
+pub(crate) fn batch_scheduling() -> std::io::Result<PolicyGuard> {
+    // SAFETY: pid 0 names the calling thread; `sched_getscheduler` only reads it.
+    let policy = unsafe { nix::libc::sched_getscheduler(0) };
+    if policy < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut param = nix::libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid, writable `sched_param` for the call to fill.
+    if unsafe { nix::libc::sched_getparam(0, &mut param) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let batch = nix::libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 names the calling thread; `batch` is a valid `sched_param`
+    // (SCHED_BATCH requires priority 0) that the call only reads.
+    if unsafe { nix::libc::sched_setscheduler(0, nix::libc::SCHED_BATCH, &batch) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(PolicyGuard { policy, param })
+}
+
+impl Drop for PolicyGuard {
+    fn drop(&mut self) {
+        // SAFETY: pid 0 names the calling thread (the guard never leaves the thread
+        // that made it: `run` holds it on its stack); `param` is the valid value read
+        // from the same thread.
+        if unsafe { nix::libc::sched_setscheduler(0, self.policy, &self.param) } < 0 {
+            log::debug!("reactor: cannot restore the scheduling policy: {}", std::io::Error::last_os_error());
+        }
+    }
+}
