@@ -122,11 +122,12 @@ pub struct Builder {
     threads: usize,
     ring_capacity: usize,
     name: String,
+    driven: bool,
 }
 
 impl Default for Builder {
     fn default() -> Self {
-        Builder { threads: 0, ring_capacity: 1024, name: "async_pool".into() }
+        Builder { threads: 0, ring_capacity: 1024, name: "async_pool".into(), driven: false }
     }
 }
 
@@ -150,9 +151,35 @@ impl Builder {
         self
     }
 
+    /// No worker thread: one worker whose tasks run on the thread that calls
+    /// [`Pool::drive`] (default false; `threads` is then ignored). An event loop drives
+    /// it between its polls, with the doorbell ([`Pool::doorbell_fd`]) among the
+    /// descriptors it polls: tasks then run on the loop's own thread, with no hand-off
+    /// between threads. The thread that builds the pool counts as the driver until
+    /// another one drives it.
+    pub fn driven(mut self, on: bool) -> Self {
+        self.driven = on;
+        self
+    }
+
     /// Starts the workers. Fails if a pipe cannot be made or a thread cannot start;
     /// workers already started are then finished before returning.
     pub fn build(self) -> io::Result<Pool> {
+        if self.driven {
+            let (worker, consumer) = Worker::driven(0, self.ring_capacity)?;
+            let shared = sync::Arc::new(Shared {
+                workers: vec![worker].into_boxed_slice(),
+                next: CachePadded(AtomicUsize::new(0)),
+                closed: AtomicBool::new(false),
+            });
+            let mut pool = Pool::assemble(shared, Vec::new());
+            pool.driver = Some(Driver {
+                consumer: Mutex::new(consumer),
+                thread: Mutex::new(thread::current().id()),
+                driving: AtomicBool::new(false),
+            });
+            return Ok(pool);
+        }
         let threads = match self.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -211,12 +238,85 @@ pub struct Pool {
     shared: sync::Arc<Shared>,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
     worker_threads: Vec<thread::ThreadId>,
+    /// Set for a driven pool ([`Builder::driven`]): its one worker has no thread.
+    driver: Option<Driver>,
+}
+
+/// The consuming side of a driven pool's worker, used by whoever drives it.
+struct Driver {
+    /// Only the driving thread takes it, once per turn: never contended in a server.
+    consumer: Mutex<ring::Consumer<Task>>,
+    /// The thread that drove last (or built the pool): it counts as the worker.
+    thread: Mutex<thread::ThreadId>,
+    /// True while a turn runs tasks: `wait` called from one of them must not drive.
+    driving: AtomicBool,
 }
 
 impl Pool {
     fn assemble(shared: sync::Arc<Shared>, handles: Vec<thread::JoinHandle<()>>) -> Pool {
         let worker_threads = handles.iter().map(|h| h.thread().id()).collect();
-        Pool { shared, threads: Mutex::new(handles), worker_threads }
+        Pool { shared, threads: Mutex::new(handles), worker_threads, driver: None }
+    }
+
+    /// Whether this pool has no worker thread and runs its tasks in [`Pool::drive`].
+    pub fn is_driven(&self) -> bool {
+        self.driver.is_some()
+    }
+
+    /// A driven pool's turn: runs up to `budget` queued tasks on the calling thread
+    /// and returns whether tasks are left (then come back soon, without blocking).
+    /// Does nothing and returns false on a pool with worker threads, or when called
+    /// from one of the tasks it runs.
+    pub fn drive(&self, budget: usize) -> bool {
+        let Some(driver) = &self.driver else { return false };
+        if driver.driving.swap(true, Ordering::Acquire) {
+            return false;
+        }
+        *lock(&driver.thread) = thread::current().id();
+        let more = self.shared.workers[0].run_some(&mut lock(&driver.consumer), budget);
+        driver.driving.store(false, Ordering::Release);
+        more
+    }
+
+    /// A driven pool's driver is about to block in its own poll (which watches
+    /// [`Pool::doorbell_fd`]): from now on producers ring the doorbell. Returns false
+    /// if tasks are queued: do not block then (poll with a zero timeout). Call
+    /// [`Pool::end_wait`] when the poll returns. Always true on a pool with threads.
+    pub fn prepare_wait(&self) -> bool {
+        self.driver.is_none() || self.shared.workers[0].prepare_wait()
+    }
+
+    /// The driver's poll returned (see [`Pool::prepare_wait`]).
+    pub fn end_wait(&self) {
+        if self.driver.is_some() {
+            self.shared.workers[0].end_wait();
+        }
+    }
+
+    /// Blocks the calling thread until a task is queued for a driven pool, for a
+    /// driver that has nothing else to poll. Returns at once on a pool with threads.
+    pub fn park_driver(&self) {
+        if self.driver.is_some() {
+            self.shared.workers[0].park_driver();
+        }
+    }
+
+    /// The descriptor a driven pool's driver polls for readability: it becomes
+    /// readable when a producer queues a task while the driver waits. After it is
+    /// reported, [`Pool::clear_doorbell`]. `None` on a pool with threads.
+    #[cfg(not(loom))]
+    pub fn doorbell_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.driver.as_ref().map(|_| self.shared.workers[0].doorbell().fd())
+    }
+
+    /// Swallows the doorbell's rings (a driven pool, after its descriptor was
+    /// reported readable), so that the next ring is a new edge.
+    pub fn clear_doorbell(&self) {
+        if self.driver.is_some() {
+            if let Err(e) = self.shared.workers[0].doorbell().clear() {
+                log::error!("async_pool: cannot read the driven worker's pipe: {e}");
+            }
+        }
     }
 
     /// Starts `threads` workers (0: one per core) with default settings.
@@ -280,6 +380,23 @@ impl Pool {
     /// wait for itself (this is what makes dropping the last `Arc<Pool>` inside a task
     /// safe; the workers then exit on their own once drained).
     pub fn wait(&self) {
+        if let Some(driver) = &self.driver {
+            // No thread to join: the waiting thread runs what is left, unless it is
+            // inside one of the tasks (it cannot wait for itself).
+            if driver.driving.load(Ordering::Acquire) && self.is_worker_thread() {
+                log::debug!("async_pool: wait() called from a driven task; not waiting for itself");
+                return;
+            }
+            loop {
+                let more = self.drive(usize::MAX);
+                if !more && self.is_signaled() && !self.shared.workers[0].has_work() {
+                    return;
+                }
+                if !more {
+                    self.park_driver();
+                }
+            }
+        }
         if self.is_worker_thread() {
             log::debug!("async_pool: wait() called from a worker; not waiting for itself");
             return;
@@ -307,6 +424,9 @@ impl Pool {
     /// The worker running the calling thread, if it is one of this pool's.
     pub fn current_worker(&self) -> Option<WorkerId> {
         let me = thread::current().id();
+        if let Some(driver) = &self.driver {
+            return (*lock(&driver.thread) == me).then_some(WorkerId(0));
+        }
         let index = self.worker_threads.iter().position(|t| *t == me)?;
         Some(WorkerId(u16::try_from(index).expect("at most u16::MAX workers are started")))
     }

@@ -35,6 +35,32 @@ mod pipe {
             Ok(Doorbell { read, write })
         }
 
+        /// A doorbell whose read end is non-blocking too: a driver thread polls it
+        /// (`epoll`) instead of blocking in `read`, and swallows rings with `clear`.
+        pub(crate) fn polled() -> io::Result<Self> {
+            let bell = Doorbell::new()?;
+            nix::fcntl::fcntl(&bell.read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+            Ok(bell)
+        }
+
+        /// The read end, readable while a ring is unread.
+        pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+            use std::os::fd::AsFd;
+            self.read.as_fd()
+        }
+
+        /// Swallows every ring queued so far, without blocking (a polled doorbell).
+        pub(crate) fn clear(&self) -> io::Result<()> {
+            let mut buf = [0u8; 64];
+            loop {
+                match nix::unistd::read(&self.read, &mut buf) {
+                    Ok(0) | Err(Errno::EAGAIN) => return Ok(()),
+                    Ok(_) | Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+
         /// Rings once. `EAGAIN` means the pipe is full of unread rings: the worker
         /// will wake anyway, so that counts as rung. `EINTR` is retried.
         pub(crate) fn ring(&self) -> io::Result<()> {
@@ -49,11 +75,19 @@ mod pipe {
 
         /// Blocks until at least one ring, and swallows every ring queued so far.
         pub(crate) fn wait(&self) -> io::Result<()> {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
             let mut buf = [0u8; 64];
             loop {
                 match nix::unistd::read(&self.read, &mut buf) {
                     Ok(_) => return Ok(()),
                     Err(Errno::EINTR) => continue,
+                    // A polled doorbell's read end does not block: wait for a ring.
+                    Err(Errno::EAGAIN) => {
+                        match poll(&mut [PollFd::new(self.fd(), PollFlags::POLLIN)], PollTimeout::NONE) {
+                            Ok(_) | Err(Errno::EINTR) => continue,
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -82,6 +116,15 @@ mod model {
         pub(crate) fn ring(&self) -> io::Result<()> {
             *crate::sync::lock(&self.bytes) += 1;
             self.cond.notify_one();
+            Ok(())
+        }
+
+        pub(crate) fn polled() -> io::Result<Self> {
+            Doorbell::new()
+        }
+
+        pub(crate) fn clear(&self) -> io::Result<()> {
+            *crate::sync::lock(&self.bytes) = 0;
             Ok(())
         }
 

@@ -60,6 +60,20 @@ pub(crate) struct Worker {
 
 impl Worker {
     pub(crate) fn new(index: usize, ring_capacity: usize) -> std::io::Result<(Worker, Consumer<Task>)> {
+        Worker::with_doorbell(index, ring_capacity, Doorbell::new()?)
+    }
+
+    /// A worker run by a driver thread ([`crate::Builder::driven`]): its doorbell's read
+    /// end is non-blocking, for the driver's poll.
+    pub(crate) fn driven(index: usize, ring_capacity: usize) -> std::io::Result<(Worker, Consumer<Task>)> {
+        Worker::with_doorbell(index, ring_capacity, Doorbell::polled()?)
+    }
+
+    fn with_doorbell(
+        index: usize,
+        ring_capacity: usize,
+        doorbell: Doorbell,
+    ) -> std::io::Result<(Worker, Consumer<Task>)> {
         let (ring, consumer) = Ring::with_consumer(ring_capacity);
         let worker = Worker {
             index,
@@ -67,7 +81,7 @@ impl Worker {
             overflow_len: CachePadded(AtomicUsize::new(0)),
             overflow: Mutex::new(Overflow::default()),
             state: CachePadded(AtomicU8::new(RUNNING)),
-            doorbell: Doorbell::new()?,
+            doorbell,
             counters: CachePadded(Counters::default()),
         };
         Ok((worker, consumer))
@@ -171,6 +185,73 @@ impl Worker {
         }
     }
 
+    /// A driven worker's turn ([`crate::Pool::drive`]): runs up to `budget` queued
+    /// tasks on the calling thread; true if tasks are left.
+    pub(crate) fn run_some(&self, consumer: &mut Consumer<Task>, budget: usize) -> bool {
+        let mut ran = 0;
+        let mut busy_spins = 0u32;
+        while ran < budget {
+            match consumer.pop() {
+                Pop::Item(task) => {
+                    busy_spins = 0;
+                    self.execute(task);
+                    ran += 1;
+                }
+                Pop::Busy => {
+                    // A producer on another thread is between claiming a slot and
+                    // filling it: a few spins, then come back on the next turn rather
+                    // than hold up the driver's other work.
+                    busy_spins += 1;
+                    if busy_spins >= IDLE_SPINS {
+                        return true;
+                    }
+                    hint::spin_loop();
+                }
+                Pop::Empty | Pop::Closed => {
+                    if !self.drain_overflow() {
+                        return false;
+                    }
+                }
+            }
+        }
+        self.has_work()
+    }
+
+    /// The driver of a driven worker is about to block elsewhere (in `epoll_wait`):
+    /// announces it as parked, so that producers ring the doorbell from now on. False
+    /// if work is queued: the driver must not block then. The handshake is the one of
+    /// [`Worker::park`], with the driver's own wait in place of the pipe read.
+    pub(crate) fn prepare_wait(&self) -> bool {
+        self.state.store(PARKED, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.has_work() {
+            self.state.store(RUNNING, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// The driver's wait is over: producers need not ring any more.
+    pub(crate) fn end_wait(&self) {
+        // A NOTIFIED overwritten here left a byte in the pipe, which the driver's poll
+        // reports and `clear_doorbell` swallows: one spurious turn, never a lost task.
+        self.state.store(RUNNING, Ordering::SeqCst);
+    }
+
+    /// Blocks a driven worker's driver on the doorbell until a task is queued.
+    pub(crate) fn park_driver(&self) {
+        if self.prepare_wait() {
+            if let Err(e) = self.doorbell.wait() {
+                log::error!("async_pool: the driver of worker {} cannot read its pipe: {e}", self.index);
+            }
+        }
+        self.end_wait();
+    }
+
+    pub(crate) fn doorbell(&self) -> &Doorbell {
+        &self.doorbell
+    }
+
     /// Runs every spilled task; `false` if there was none.
     fn drain_overflow(&self) -> bool {
         if self.overflow_len.load(Ordering::Acquire) == 0 {
@@ -191,7 +272,7 @@ impl Worker {
         true
     }
 
-    fn has_work(&self) -> bool {
+    pub(crate) fn has_work(&self) -> bool {
         !self.ring.is_empty() || self.overflow_len.load(Ordering::SeqCst) > 0
     }
 

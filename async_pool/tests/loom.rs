@@ -105,6 +105,37 @@ fn ring_close_races_push() {
 }
 
 #[test]
+fn driven_pool_no_lost_wakeup_between_drive_and_wait() {
+    model(|| {
+        let pool = Arc::new(Pool::builder().driven(true).build().expect("pool builds"));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let producer = {
+            let (pool, ran) = (Arc::clone(&pool), Arc::clone(&ran));
+            thread::spawn(move || {
+                pool.run(move || {
+                    ran.fetch_add(1, Ordering::Relaxed);
+                })
+                .expect("pool open")
+            })
+        };
+        // The driver's loop: drive, then wait (park_driver: prepare_wait + the
+        // doorbell + end_wait). A push racing the wait must ring or be seen, or the
+        // driver blocks for ever, which loom reports.
+        loop {
+            let more = pool.drive(8);
+            if ran.load(Ordering::Relaxed) == 1 {
+                break;
+            }
+            if !more {
+                pool.park_driver();
+            }
+        }
+        producer.join().expect("producer");
+        assert_eq!(pool.stats().total().tasks_run, 1);
+    });
+}
+
+#[test]
 fn no_lost_wakeup_two_producers_one_worker() {
     model(|| {
         let pool = Arc::new(Pool::builder().threads(1).build().expect("pool starts"));

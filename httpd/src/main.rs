@@ -31,6 +31,11 @@ struct Args {
     /// Worker processes sharing the port.
     #[arg(long, default_value_t = 1)]
     processes: usize,
+    /// Serve on the event-loop thread itself, without worker threads (--threads is
+    /// ignored): one thread per process, like nginx's workers; use --processes for
+    /// more cores. Fewer context switches; a slow disk read stalls the process.
+    #[arg(long)]
+    inline: bool,
     /// Seconds an idle keep-alive connection is kept.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
         .address(args.address)
         .port(args.port)
         .threads(args.threads)
+        .inline(args.inline)
         .processes(args.processes)
         .timeout(Duration::from_secs(args.timeout))
         .busy_msg("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")

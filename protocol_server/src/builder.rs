@@ -40,6 +40,7 @@ pub struct Builder {
     address: String,
     port: u16,
     threads: usize,
+    inline: bool,
     pub(crate) processes: usize,
     timeout: Duration,
     busy_msg: Option<Vec<u8>>,
@@ -60,6 +61,7 @@ impl Default for Builder {
             address: "127.0.0.1".into(),
             port: 3000,
             threads: 0,
+            inline: false,
             processes: 1,
             timeout: Duration::from_secs(5),
             busy_msg: None,
@@ -117,6 +119,18 @@ impl Builder {
     /// Worker threads (default 0: one per core).
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = threads;
+        self
+    }
+
+    /// Runs every connection's hooks on the reactor's own thread, between its polls,
+    /// instead of handing ready connections to worker threads (default false; the
+    /// thread count is then ignored). One thread per process does everything, as in
+    /// nginx's workers: no hand-off between threads, so no context switch per batch
+    /// of ready connections, but a hook that blocks stalls every connection of the
+    /// process. Use [`Builder::processes`] to use several cores. Measured side by
+    /// side with the default in `bench http` (BENCHMARKS.md).
+    pub fn inline(mut self, on: bool) -> Self {
+        self.inline = on;
         self
     }
 
@@ -245,6 +259,7 @@ impl Builder {
         let pool = Arc::new(
             Pool::builder()
                 .threads(self.threads)
+                .driven(self.inline)
                 .name("worker")
                 .build()
                 .map_err(Error::io("starting worker threads"))?,
@@ -277,6 +292,10 @@ impl Builder {
             // Processes share the listener: a full one leaves connections to a sibling
             // with room; a lone process answers busy_msg instead.
             .wait_when_full(self.processes > 1)
+            // SCHED_BATCH keeps the reactor from preempting a worker on its core;
+            // inline there is no worker, and it would keep sibling processes from
+            // preempting each other, which costs latency (see BENCHMARKS.md).
+            .batch_scheduling(!self.inline)
             .grace(self.grace)
             .signals(self.signals)
             .build_with(Arc::clone(&pool), |handle| {
@@ -291,10 +310,16 @@ impl Builder {
             let id = reactor.add_std_listener(socket)?;
             bound.push(reactor.local_addr(id).expect("a listener just added has an address"));
         }
-        log::info!(
-            "listening on {bound:?} with {} worker threads, at most {capacity} connections",
-            pool.threads()
-        );
+        if pool.is_driven() {
+            log::info!(
+                "listening on {bound:?}, hooks run on the reactor thread, at most {capacity} connections"
+            );
+        } else {
+            log::info!(
+                "listening on {bound:?} with {} worker threads, at most {capacity} connections",
+                pool.threads()
+            );
+        }
         server.0.addrs.set(bound).expect("addresses are set once, here");
         server.register();
         let ticker = server.clone();
@@ -333,6 +358,7 @@ impl std::fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("listeners", &self.listeners.iter().map(|(a, _)| a).collect::<Vec<_>>())
             .field("threads", &self.threads)
+            .field("inline", &self.inline)
             .field("processes", &self.processes)
             .field("timeout", &self.timeout)
             .field("max_output", &self.max_output)

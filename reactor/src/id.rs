@@ -32,7 +32,9 @@ pub struct TimerId(pub u64);
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
 pub(crate) const SIGNALS: Token = Token(usize::MAX - 1);
-const FIRST_LISTENER: usize = usize::MAX - 2;
+/// A driven pool's doorbell (see `async_pool::Builder::driven`).
+pub(crate) const POOL: Token = Token(usize::MAX - 2);
+const FIRST_LISTENER: usize = usize::MAX - 3;
 
 /// Token layout: connections are `gen << 32 | slot`; slots stay below 2^31 (the
 /// connection limit is capped there), so they never reach the reserved tokens at the
@@ -40,6 +42,7 @@ const FIRST_LISTENER: usize = usize::MAX - 2;
 pub(crate) enum Target {
     Waker,
     Signals,
+    Pool,
     Listener(ListenerId),
     Conn(ConnId),
 }
@@ -61,6 +64,7 @@ impl Target {
         match token {
             WAKER => Target::Waker,
             SIGNALS => Target::Signals,
+            POOL => Target::Pool,
             Token(t) if t & 0xFFFF_FFFF >= 1 << 31 => {
                 Target::Listener(ListenerId((FIRST_LISTENER - t) as u16))
             }

@@ -17,7 +17,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::conns::Conns;
 use crate::handle::{Command, Shared};
-use crate::id::{Target, SIGNALS, WAKER};
+use crate::id::{Target, POOL, SIGNALS, WAKER};
 use crate::sys::SignalClaim;
 use crate::timer::Timers;
 use crate::{ConnId, Dispatch, Error, Handle, ListenerId, Origin, Ready};
@@ -25,6 +25,10 @@ use crate::{ConnId, Dispatch, Error, Handle, ListenerId, Origin, Ready};
 /// After `accept` fails for lack of descriptors or memory, wait this long before
 /// trying again (the listener stays readable, but edge-triggered: no new event comes).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Tasks a driven pool runs per loop turn before the reactor polls again (without
+/// blocking, if tasks are left): new events are not kept waiting behind a long queue.
+const DRIVE_BUDGET: usize = 1024;
 
 /// Slots are 32-bit and tokens reserve the top half of that range.
 const MAX_CONNECTIONS: usize = (1 << 31) - 1;
@@ -143,6 +147,11 @@ impl Builder {
         let waker =
             mio::Waker::new(poll.registry(), WAKER).map_err(Error::io("creating the reactor's waker"))?;
         let signals = if self.signals { Some(register_signals(&poll)?) } else { None };
+        if let Some(fd) = pool.doorbell_fd() {
+            poll.registry()
+                .register(&mut SourceFd(&fd.as_raw_fd()), POOL, Interest::READABLE)
+                .map_err(Error::io("watching the driven pool's doorbell"))?;
+        }
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared::new(tx, waker));
         let dispatch = make(Handle { shared: Arc::clone(&shared) });
@@ -280,8 +289,16 @@ impl<D: Dispatch> Reactor<D> {
             self.max_connections
         );
         loop {
-            let timeout = self.timeout();
-            match self.poll.poll(&mut self.events, timeout) {
+            let mut timeout = self.timeout();
+            // A driven pool runs its tasks here, between polls: announce the wait so
+            // that a task queued from another thread rings the doorbell, and do not
+            // block at all while tasks are queued.
+            if !self.pool.prepare_wait() {
+                timeout = Some(Duration::ZERO);
+            }
+            let polled = self.poll.poll(&mut self.events, timeout);
+            self.pool.end_wait();
+            match polled {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => return Err(Error::Io { what: "waiting for events", source }),
@@ -294,6 +311,7 @@ impl<D: Dispatch> Reactor<D> {
             self.events = events;
             self.on_time();
             self.dispatch.on_turn(!io);
+            self.pool.drive(DRIVE_BUDGET);
             if self.shutdown_done() {
                 self.close_all();
                 log::info!("reactor: stopped");
@@ -315,6 +333,7 @@ impl<D: Dispatch> Reactor<D> {
         match target {
             Target::Waker => self.drain_commands(),
             Target::Signals => self.on_signals(),
+            Target::Pool => self.pool.clear_doorbell(),
             // While out of descriptors, `on_time` retries; accepting per event would
             // just fail again and log once per incoming connection.
             Target::Listener(id) if self.accept_retry.is_none() => self.accept(id),
