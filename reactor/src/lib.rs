@@ -17,7 +17,7 @@
 //!
 //! struct Log;
 //! impl Dispatch for Log {
-//!     fn on_open(&mut self, id: ConnId, _: Origin, _: Arc<mio::net::TcpStream>) {
+//!     fn on_open(&mut self, id: ConnId, _: Origin, _: Arc<std::net::TcpStream>) {
 //!         println!("open {id:?}");
 //!     }
 //!     fn on_ready(&mut self, id: ConnId, ready: Ready) {

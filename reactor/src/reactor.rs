@@ -1,16 +1,14 @@
 //! The run loop: one thread, one `mio::Poll`, edge-triggered everything.
 
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use async_pool::Pool;
-use mio::net::{TcpListener, TcpStream};
-use mio::unix::SourceFd;
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -298,9 +296,7 @@ impl<D: Dispatch> Reactor<D> {
             // just fail again and log once per incoming connection.
             Target::Listener(id) if self.accept_retry.is_none() => self.accept(id),
             Target::Listener(_) => {}
-            Target::Conn(id) if self.conns.get(id).is_some() => {
-                self.dispatch.on_ready(id, Ready::from(event))
-            }
+            Target::Conn(id) if self.conns.get(id).is_some() => self.dispatch.on_ready(id, Ready::of(event)),
             Target::Conn(id) => log::trace!("reactor: event for closed connection {id:?} ignored"),
         }
         io
@@ -348,7 +344,8 @@ impl<D: Dispatch> Reactor<D> {
             }
             let Some(Some(listener)) = self.listeners.get(usize::from(id.0)) else { return };
             match listener.socket.accept() {
-                Ok((stream, _peer)) => self.open(stream, Origin::Listener(id)),
+                // Hands over the descriptor: no system call.
+                Ok((stream, _peer)) => self.open(TcpStream::from(stream), Origin::Listener(id)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if transient_accept_error(&e) => continue,
                 Err(e) => {
@@ -363,7 +360,7 @@ impl<D: Dispatch> Reactor<D> {
         }
     }
 
-    fn open(&mut self, mut stream: TcpStream, origin: Origin) {
+    fn open(&mut self, stream: TcpStream, origin: Origin) {
         if self.shutdown.is_some() || self.conns.len() >= self.max_connections {
             match origin {
                 Origin::Listener(l) => self.dispatch.on_rejected(stream, l),
@@ -377,9 +374,8 @@ impl<D: Dispatch> Reactor<D> {
             }
         }
         let id = self.conns.next_id();
-        if let Err(e) =
-            self.poll.registry().register(&mut stream, id.token(), Interest::READABLE | Interest::WRITABLE)
-        {
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = crate::sys::register(self.poll.registry(), &stream, id.token(), interest) {
             log::warn!("reactor: cannot watch a new connection: {e}");
             if let Origin::Attached(tag) = origin {
                 self.dispatch.on_refused(tag);
@@ -398,7 +394,7 @@ impl<D: Dispatch> Reactor<D> {
             return;
         };
         // The layer above may still hold the stream; stop its events reaching us now.
-        if let Err(e) = self.poll.registry().deregister(&mut SourceFd(&conn.as_raw_fd())) {
+        if let Err(e) = crate::sys::deregister(self.poll.registry(), &conn) {
             log::debug!("reactor: deregistering {id:?}: {e}");
         }
         self.dispatch.on_closed(id);

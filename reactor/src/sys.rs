@@ -34,6 +34,25 @@ pub(crate) fn bind_listener(
     Ok(std::net::TcpListener::from(fd))
 }
 
+/// Watches a connection: the reactor keeps `std` streams (the public API names no
+/// `mio` type) and hands epoll their descriptor, the same `epoll_ctl` mio's own
+/// `TcpStream` would make.
+pub(crate) fn register(
+    registry: &mio::Registry,
+    stream: &std::net::TcpStream,
+    token: mio::Token,
+    interest: mio::Interest,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    registry.register(&mut mio::unix::SourceFd(&stream.as_raw_fd()), token, interest)
+}
+
+/// Stops watching a connection registered with [`register`].
+pub(crate) fn deregister(registry: &mio::Registry, stream: &std::net::TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    registry.deregister(&mut mio::unix::SourceFd(&stream.as_raw_fd()))
+}
+
 /// Reactors of this process that turn SIGINT/SIGTERM into a shutdown.
 static LISTENING: AtomicUsize = AtomicUsize::new(0);
 static FALLBACK: Once = Once::new();

@@ -1,6 +1,8 @@
 //! Output: the writes of the public API, the queue they fill, and the socket (or
 //! read/write hooks) the queue drains into.
 
+use std::os::fd::{AsFd, AsRawFd};
+
 use super::*;
 
 impl Conn {
