@@ -41,6 +41,7 @@
 
 pub mod ring;
 mod sync;
+mod sys;
 mod wake;
 mod worker;
 
