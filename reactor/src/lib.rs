@@ -61,8 +61,6 @@ pub use handle::{Handle, MIN_PERIOD};
 pub use id::{ConnId, ListenerId, Origin, TimerId};
 pub use reactor::{Builder, Reactor};
 
-use nix::sys::resource::{getrlimit, setrlimit, Resource};
-
 /// Binds a listening socket as [`Reactor::listen`] does (`SO_REUSEADDR`, a 4096
 /// backlog), for callers that bind before the reactor exists (to fork after binding).
 pub fn bind(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, Error> {
@@ -71,15 +69,11 @@ pub fn bind(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, Error> 
 
 /// The soft open-file limit of this process.
 pub fn fd_limit() -> std::io::Result<u64> {
-    Ok(getrlimit(Resource::RLIMIT_NOFILE)?.0)
+    sys::fd_limit()
 }
 
 /// Raises the soft open-file limit to the hard one and returns the new soft limit.
 /// Every connection is a descriptor: this is what bounds how many a process holds.
 pub fn raise_fd_limit() -> std::io::Result<u64> {
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
-    }
-    fd_limit()
+    sys::raise_fd_limit()
 }

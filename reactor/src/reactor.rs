@@ -437,7 +437,7 @@ fn transient_accept_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
-    ) || e.raw_os_error() == Some(nix::libc::EPROTO)
+    ) || crate::sys::is_protocol_error(e)
 }
 
 impl<D: Dispatch> std::fmt::Debug for Reactor<D> {
