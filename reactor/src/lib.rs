@@ -9,7 +9,9 @@
 //!
 //! It runs no protocol code. Readiness goes to the layer above through [`Dispatch`]
 //! (which typically queues a task on the [`async_pool::Pool`]); due timers go straight
-//! to the pool. Other threads reach the loop through a [`Handle`].
+//! to the pool. Other threads reach the loop through a [`Handle`]. Connections are handed
+//! up as non-blocking `std::net::TcpStream`s: no `mio` type is part of this API, so the
+//! engine under it can change. What is Linux-only lives in one private `sys` module.
 //!
 //! ```no_run
 //! use std::sync::Arc;
