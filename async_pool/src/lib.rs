@@ -41,6 +41,7 @@
 
 pub mod ring;
 mod sync;
+mod sys;
 mod wake;
 mod worker;
 
@@ -305,7 +306,7 @@ impl Pool {
     /// readable when a producer queues a task while the driver waits. After it is
     /// reported, [`Pool::clear_doorbell`]. `None` on a pool with threads.
     #[cfg(not(loom))]
-    pub fn doorbell_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+    pub fn doorbell_fd(&self) -> Option<sys::PollFd<'_>> {
         self.driver.as_ref().map(|_| self.shared.workers[0].doorbell().fd())
     }
 

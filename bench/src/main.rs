@@ -8,6 +8,17 @@
 //! writes CSV and SVG under `bench/results/` (`bench/results/quick/` for `--quick`);
 //! a full run also rewrites its section of `BENCHMARKS.md`, so the published numbers are
 //! the printed ones.
+//!
+//! Unlike the library crates it has no `sys` module: measuring Linux processes is its
+//! whole job (`/proc`, `sched_setaffinity`, `getrusage`, raw sockets through `nix`), so
+//! the Linux-only code is everywhere by design and the crate as a whole is refused
+//! elsewhere.
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "bench needs Linux: it reads /proc for CPU time and RSS, pins processes with \
+     sched_setaffinity, and drives sockets and pipes through nix"
+);
 
 mod conns;
 mod error;

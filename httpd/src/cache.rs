@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -55,9 +54,7 @@ impl OpenFile {
     /// was swapped in after the check and is refused (for the last component; the
     /// folders above are not re-checked).
     pub fn open(path: PathBuf) -> io::Result<Option<OpenFile>> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let flags = nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOFOLLOW;
-        let file = std::fs::OpenOptions::new().read(true).custom_flags(flags.bits()).open(&path)?;
+        let file = crate::sys::open_no_follow(&path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Ok(None);
@@ -92,7 +89,7 @@ pub enum Content {
 
 fn read_all(file: &File, len: u64) -> Option<Arc<[u8]>> {
     let mut buf = vec![0u8; usize::try_from(len).ok()?];
-    file.read_exact_at(&mut buf, 0).ok()?;
+    crate::sys::read_exact_at(file, &mut buf, 0).ok()?;
     Some(buf.into())
 }
 

@@ -35,8 +35,8 @@ pub fn serve(root: &Path, cache: &FileCache, req: &Head) -> Reply {
             }
             Ok(None) => fail(404),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => fail(403),
-            // Out of descriptors (EMFILE, ENFILE) is our problem, not a missing file.
-            Err(e) if matches!(e.raw_os_error(), Some(23 | 24)) => fail(503),
+            // Out of descriptors is our problem, not a missing file.
+            Err(e) if crate::sys::is_out_of_descriptors(&e) => fail(503),
             Err(_) => fail(404),
         },
     }

@@ -25,6 +25,7 @@ pub mod path;
 mod protocol;
 pub mod request;
 pub mod response;
+mod sys;
 #[cfg(test)]
 mod test_dir;
 

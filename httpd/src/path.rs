@@ -5,8 +5,6 @@
 //! resolved with `realpath` and must still lie under the (resolved) root, which
 //! catches symlinks pointing out.
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use percent_encoding::{percent_decode_str, percent_encode, AsciiSet, CONTROLS};
@@ -65,7 +63,7 @@ pub fn resolve(root: &Path, raw: &str) -> Result<Target, Refused> {
         }
     }
     let mut path = root.to_path_buf();
-    segments.iter().for_each(|s| path.push(OsStr::from_bytes(s)));
+    segments.iter().for_each(|s| path.push(crate::sys::os_str(s)));
     let real = path.canonicalize().map_err(|e| match e.kind() {
         std::io::ErrorKind::PermissionDenied => Refused::Forbidden,
         _ => Refused::Missing,

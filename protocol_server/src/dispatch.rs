@@ -2,10 +2,10 @@
 //! tasks. Runs on the reactor thread, so it only looks things up and queues.
 
 use std::io::Write;
+use std::net::TcpStream;
 use std::sync::Arc;
 
 use async_pool::WorkerId;
-use mio::net::TcpStream;
 use reactor::{ConnId, Dispatch, ListenerId, Origin, Ready};
 
 use crate::conn::{READABLE, WRITABLE};

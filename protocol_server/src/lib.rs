@@ -35,6 +35,7 @@ mod table;
 mod timeout;
 
 use std::io;
+use std::net::TcpStream;
 use std::sync::{Mutex, MutexGuard};
 
 pub use builder::{Builder, Factory};
@@ -53,12 +54,13 @@ impl Server {
 
 /// Replaces how one connection reads and writes its socket ([`Conn::set_rw_hooks`]):
 /// the seam for TLS or any byte transformation. Both run on non-blocking sockets and
-/// report `WouldBlock` like the socket does.
+/// report `WouldBlock` like the socket does. `&TcpStream` implements `Read` and `Write`:
+/// `(&*stream).read(buf)` reads the socket.
 pub trait RwHooks: Send + 'static {
     /// Reads into `buf` (the plain bytes the protocol will see).
-    fn read(&mut self, stream: &mio::net::TcpStream, buf: &mut [u8]) -> io::Result<usize>;
+    fn read(&mut self, stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes `buf` (plain bytes from the protocol); returns how many were consumed.
-    fn write(&mut self, stream: &mio::net::TcpStream, buf: &[u8]) -> io::Result<usize>;
+    fn write(&mut self, stream: &TcpStream, buf: &[u8]) -> io::Result<usize>;
 }
 
 /// Descriptors kept back from the connection limit for files, pipes and logs.

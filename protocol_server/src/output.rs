@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 /// Where flushed bytes go: the socket directly, or the connection's read/write hooks.
@@ -111,7 +110,7 @@ fn send_file(sink: &mut dyn Sink, file: &File, offset: u64, end: u64) -> io::Res
     }
     // Hooks in the way: copy a bounded piece through them; only what they take counts.
     let mut buf = vec![0u8; len.min(64 * 1024)];
-    let read = file.read_at(&mut buf, offset)?;
+    let read = crate::sys::read_at(file, &mut buf, offset)?;
     if read == 0 {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shorter than the range to send"));
     }

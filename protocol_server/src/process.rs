@@ -16,12 +16,11 @@ use std::collections::{HashSet, VecDeque};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{ForkResult, Pid};
 use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use signal_hook::low_level::signal_name;
 
+use crate::sys::{self, Forked, Reaped};
 use crate::{Builder, Error};
 
 /// More unexpected deaths than this within `RESPAWN_WINDOW` slow respawning down.
@@ -30,7 +29,7 @@ const RESPAWN_WINDOW: Duration = Duration::from_secs(10);
 const RESPAWN_PAUSE: Duration = Duration::from_secs(1);
 
 pub(crate) fn supervise(builder: Builder, sockets: Vec<TcpListener>) -> Result<(), Error> {
-    let threads = crate::sys::thread_count();
+    let threads = sys::thread_count();
     if threads != 1 {
         return Err(Error::Threaded(builder.processes, threads));
     }
@@ -54,10 +53,10 @@ pub(crate) fn supervise(builder: Builder, sockets: Vec<TcpListener>) -> Result<(
             root.reap(stopping)?;
         } else {
             stopping = true;
-            let forward = Signal::try_from(signal).unwrap_or(Signal::SIGTERM);
-            log::info!("root {}: {forward}, stopping {} worker process(es)", root.pid, root.children.len());
+            let name = signal_name(signal).unwrap_or("SIGTERM");
+            log::info!("root {}: {name}, stopping {} worker process(es)", root.pid, root.children.len());
             for child in &root.children {
-                let _ = kill(*child, forward);
+                let _ = sys::kill(*child, signal);
             }
         }
         if root.children.is_empty() {
@@ -72,7 +71,7 @@ struct Root {
     builder: Builder,
     sockets: Vec<TcpListener>,
     pid: u32,
-    children: HashSet<Pid>,
+    children: HashSet<u32>,
     /// When recent unexpected deaths were replaced, for the backoff.
     respawns: VecDeque<Instant>,
 }
@@ -81,14 +80,17 @@ impl Root {
     /// Reaps every exited child; replaces the ones that died unexpectedly.
     fn reap(&mut self, stopping: bool) -> Result<(), Error> {
         loop {
-            let (pid, code) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => (pid, Some(code)),
-                Ok(WaitStatus::Signaled(pid, signal, _)) => {
-                    log::debug!("worker process {pid} killed by {signal}");
+            let (pid, code) = match sys::reap() {
+                Reaped::Exited { pid, code } => (pid, Some(code)),
+                Reaped::Killed { pid, signal } => {
+                    log::debug!(
+                        "worker process {pid} killed by {}",
+                        signal_name(signal).unwrap_or("a signal")
+                    );
                     (pid, None)
                 }
-                Ok(WaitStatus::StillAlive) | Err(_) => return Ok(()),
-                Ok(_) => continue,
+                Reaped::Nothing => return Ok(()),
+                Reaped::Other => continue,
             };
             if !self.children.remove(&pid) {
                 continue;
@@ -124,19 +126,18 @@ impl Root {
         }
     }
 
-    fn spawn(&self) -> Result<Pid, Error> {
-        let stop_signals = stop_signals();
-        stop_signals.thread_block().map_err(|e| Error::io("blocking signals around fork")(e.into()))?;
-        let forked = crate::sys::fork();
+    fn spawn(&self) -> Result<u32, Error> {
+        sys::block_stop_signals().map_err(Error::io("blocking signals around fork"))?;
+        let forked = sys::fork();
         match forked {
-            Ok(ForkResult::Child) => self.run_child(),
-            Ok(ForkResult::Parent { child }) => {
-                stop_signals.thread_unblock().map_err(|e| Error::io("unblocking signals")(e.into()))?;
+            Ok(Forked::Child) => self.run_child(),
+            Ok(Forked::Parent(child)) => {
+                sys::unblock_stop_signals().map_err(Error::io("unblocking signals"))?;
                 Ok(child)
             }
             Err(e) => {
-                let _ = stop_signals.thread_unblock();
-                Err(Error::io("forking a worker process")(e.into()))
+                let _ = sys::unblock_stop_signals();
+                Err(Error::io("forking a worker process")(e))
             }
         }
     }
@@ -144,9 +145,7 @@ impl Root {
     /// The child's whole life: it never returns into the root's frames.
     fn run_child(&self) -> ! {
         let root = self.pid;
-        let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
-        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
-        if nix::unistd::getppid().as_raw() as u32 != root {
+        if sys::follow_parent() != root {
             std::process::exit(0); // the root died before we asked to follow it
         }
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -167,17 +166,9 @@ impl Root {
     }
 }
 
-/// SIGINT and SIGTERM, blocked across `fork` (see the module docs).
-pub(crate) fn stop_signals() -> SigSet {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set
-}
-
 /// Unblocks SIGINT/SIGTERM in a process whose reactor now handles them.
 pub(crate) fn accept_stop_signals() {
-    if let Err(e) = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&stop_signals()), None) {
+    if let Err(e) = sys::unblock_stop_signals() {
         log::warn!("cannot unblock SIGINT/SIGTERM: {e}");
     }
 }

@@ -103,11 +103,10 @@ impl Server {
     /// Starts an orderly shutdown, as SIGTERM does. In a worker process of
     /// `processes(n)` it asks the root, which stops every worker.
     pub fn stop(&self) {
-        if self.0.root_pid != std::process::id() {
-            let root = nix::unistd::Pid::from_raw(self.0.root_pid as i32);
-            if nix::sys::signal::kill(root, nix::sys::signal::Signal::SIGTERM).is_ok() {
-                return;
-            }
+        if self.0.root_pid != std::process::id()
+            && crate::sys::kill(self.0.root_pid, signal_hook::consts::SIGTERM).is_ok()
+        {
+            return;
         }
         if self.0.reactor.shutdown().is_err() {
             log::debug!("server already stopped");

@@ -177,12 +177,12 @@ fn hijack_flushes_then_hands_over_a_blocking_socket() {
 struct Flip;
 
 impl RwHooks for Flip {
-    fn read(&mut self, stream: &mio::net::TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    fn read(&mut self, stream: &std::net::TcpStream, buf: &mut [u8]) -> io::Result<usize> {
         let n = (&*stream).read(buf)?;
         buf[..n].iter_mut().for_each(|b| *b = !*b);
         Ok(n)
     }
-    fn write(&mut self, stream: &mio::net::TcpStream, buf: &[u8]) -> io::Result<usize> {
+    fn write(&mut self, stream: &std::net::TcpStream, buf: &[u8]) -> io::Result<usize> {
         let flipped: Vec<u8> = buf.iter().map(|b| !b).collect();
         (&*stream).write(&flipped)
     }
@@ -215,10 +215,10 @@ fn rw_hooks_see_every_byte_both_ways() {
 struct Refusing;
 
 impl RwHooks for Refusing {
-    fn read(&mut self, stream: &mio::net::TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    fn read(&mut self, stream: &std::net::TcpStream, buf: &mut [u8]) -> io::Result<usize> {
         (&*stream).read(buf)
     }
-    fn write(&mut self, _stream: &mio::net::TcpStream, _buf: &[u8]) -> io::Result<usize> {
+    fn write(&mut self, _stream: &std::net::TcpStream, _buf: &[u8]) -> io::Result<usize> {
         Err(io::Error::new(io::ErrorKind::PermissionDenied, "refused by the hook"))
     }
 }

@@ -29,6 +29,7 @@ mod retained;
 mod security;
 mod session;
 mod stats;
+mod sys;
 #[cfg(test)]
 mod test_rng;
 pub mod topic;

@@ -7,10 +7,10 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 
 use async_pool::{Pool, WorkerId};
-use mio::net::TcpStream;
 use reactor::{ConnId, Dispatch, Handle, Origin, Ready};
 
 /// Bytes a peer may leave unread before we hang up on it.

@@ -1,8 +1,8 @@
 //! The connection table: a slab plus one generation counter per slot.
 
+use std::net::TcpStream;
 use std::sync::Arc;
 
-use mio::net::TcpStream;
 use slab::Slab;
 
 use crate::ConnId;

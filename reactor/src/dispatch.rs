@@ -1,8 +1,7 @@
 //! The seam between the reactor and the layer above it.
 
+use std::net::TcpStream;
 use std::sync::Arc;
-
-use mio::net::TcpStream;
 
 use crate::{ConnId, ListenerId, Origin};
 
@@ -25,8 +24,9 @@ pub struct Ready {
     pub error: bool,
 }
 
-impl From<&mio::event::Event> for Ready {
-    fn from(e: &mio::event::Event) -> Ready {
+impl Ready {
+    /// Kept out of the public API (no `From` impl) so that `mio` stays an engine detail.
+    pub(crate) fn of(e: &mio::event::Event) -> Ready {
         Ready {
             readable: e.is_readable(),
             writable: e.is_writable(),

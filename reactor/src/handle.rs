@@ -14,7 +14,7 @@ use crate::{ConnId, Error, TimerId};
 
 pub(crate) enum Command {
     Close(ConnId),
-    Attach(mio::net::TcpStream, u64),
+    Attach(std::net::TcpStream, u64),
     AddTimer(TimerId, Instant, Action),
     Cancel(TimerId),
     Shutdown,
@@ -57,7 +57,7 @@ impl Handle {
     /// tag if it cannot be taken (capacity, shutdown).
     pub fn attach(&self, stream: std::net::TcpStream, tag: u64) -> Result<(), Error> {
         stream.set_nonblocking(true).map_err(Error::io("making an attached socket non-blocking"))?;
-        self.send(Command::Attach(mio::net::TcpStream::from_std(stream), tag))
+        self.send(Command::Attach(stream, tag))
     }
 
     /// Runs `task` on the pool once, no earlier than `delay` from now.

@@ -9,7 +9,9 @@
 //!
 //! It runs no protocol code. Readiness goes to the layer above through [`Dispatch`]
 //! (which typically queues a task on the [`async_pool::Pool`]); due timers go straight
-//! to the pool. Other threads reach the loop through a [`Handle`].
+//! to the pool. Other threads reach the loop through a [`Handle`]. Connections are handed
+//! up as non-blocking `std::net::TcpStream`s: no `mio` type is part of this API, so the
+//! engine under it can change. What is Linux-only lives in one private `sys` module.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -17,7 +19,7 @@
 //!
 //! struct Log;
 //! impl Dispatch for Log {
-//!     fn on_open(&mut self, id: ConnId, _: Origin, _: Arc<mio::net::TcpStream>) {
+//!     fn on_open(&mut self, id: ConnId, _: Origin, _: Arc<std::net::TcpStream>) {
 //!         println!("open {id:?}");
 //!     }
 //!     fn on_ready(&mut self, id: ConnId, ready: Ready) {
@@ -61,8 +63,6 @@ pub use handle::{Handle, MIN_PERIOD};
 pub use id::{ConnId, ListenerId, Origin, TimerId};
 pub use reactor::{Builder, Reactor};
 
-use nix::sys::resource::{getrlimit, setrlimit, Resource};
-
 /// Binds a listening socket as [`Reactor::listen`] does (`SO_REUSEADDR`, a 4096
 /// backlog), for callers that bind before the reactor exists (to fork after binding).
 pub fn bind(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, Error> {
@@ -71,15 +71,11 @@ pub fn bind(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, Error> 
 
 /// The soft open-file limit of this process.
 pub fn fd_limit() -> std::io::Result<u64> {
-    Ok(getrlimit(Resource::RLIMIT_NOFILE)?.0)
+    sys::fd_limit()
 }
 
 /// Raises the soft open-file limit to the hard one and returns the new soft limit.
 /// Every connection is a descriptor: this is what bounds how many a process holds.
 pub fn raise_fd_limit() -> std::io::Result<u64> {
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
-    }
-    fd_limit()
+    sys::raise_fd_limit()
 }

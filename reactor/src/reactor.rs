@@ -1,16 +1,14 @@
 //! The run loop: one thread, one `mio::Poll`, edge-triggered everything.
 
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use async_pool::Pool;
-use mio::net::{TcpListener, TcpStream};
-use mio::unix::SourceFd;
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -148,8 +146,7 @@ impl Builder {
             mio::Waker::new(poll.registry(), WAKER).map_err(Error::io("creating the reactor's waker"))?;
         let signals = if self.signals { Some(register_signals(&poll)?) } else { None };
         if let Some(fd) = pool.doorbell_fd() {
-            poll.registry()
-                .register(&mut SourceFd(&fd.as_raw_fd()), POOL, Interest::READABLE)
+            crate::sys::register(poll.registry(), &fd, POOL, Interest::READABLE)
                 .map_err(Error::io("watching the driven pool's doorbell"))?;
         }
         let (tx, rx) = mpsc::channel();
@@ -338,9 +335,7 @@ impl<D: Dispatch> Reactor<D> {
             // just fail again and log once per incoming connection.
             Target::Listener(id) if self.accept_retry.is_none() => self.accept(id),
             Target::Listener(_) => {}
-            Target::Conn(id) if self.conns.get(id).is_some() => {
-                self.dispatch.on_ready(id, Ready::from(event))
-            }
+            Target::Conn(id) if self.conns.get(id).is_some() => self.dispatch.on_ready(id, Ready::of(event)),
             Target::Conn(id) => log::trace!("reactor: event for closed connection {id:?} ignored"),
         }
         io
@@ -388,7 +383,8 @@ impl<D: Dispatch> Reactor<D> {
             }
             let Some(Some(listener)) = self.listeners.get(usize::from(id.0)) else { return };
             match listener.socket.accept() {
-                Ok((stream, _peer)) => self.open(stream, Origin::Listener(id)),
+                // Hands over the descriptor: no system call.
+                Ok((stream, _peer)) => self.open(TcpStream::from(stream), Origin::Listener(id)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if transient_accept_error(&e) => continue,
                 Err(e) => {
@@ -403,7 +399,7 @@ impl<D: Dispatch> Reactor<D> {
         }
     }
 
-    fn open(&mut self, mut stream: TcpStream, origin: Origin) {
+    fn open(&mut self, stream: TcpStream, origin: Origin) {
         if self.shutdown.is_some() || self.conns.len() >= self.max_connections {
             match origin {
                 Origin::Listener(l) => self.dispatch.on_rejected(stream, l),
@@ -417,9 +413,8 @@ impl<D: Dispatch> Reactor<D> {
             }
         }
         let id = self.conns.next_id();
-        if let Err(e) =
-            self.poll.registry().register(&mut stream, id.token(), Interest::READABLE | Interest::WRITABLE)
-        {
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = crate::sys::register(self.poll.registry(), &stream, id.token(), interest) {
             log::warn!("reactor: cannot watch a new connection: {e}");
             if let Origin::Attached(tag) = origin {
                 self.dispatch.on_refused(tag);
@@ -438,7 +433,7 @@ impl<D: Dispatch> Reactor<D> {
             return;
         };
         // The layer above may still hold the stream; stop its events reaching us now.
-        if let Err(e) = self.poll.registry().deregister(&mut SourceFd(&conn.as_raw_fd())) {
+        if let Err(e) = crate::sys::deregister(self.poll.registry(), &conn) {
             log::debug!("reactor: deregistering {id:?}: {e}");
         }
         self.dispatch.on_closed(id);
@@ -481,7 +476,7 @@ fn transient_accept_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
-    ) || e.raw_os_error() == Some(nix::libc::EPROTO)
+    ) || crate::sys::is_protocol_error(e)
 }
 
 impl<D: Dispatch> std::fmt::Debug for Reactor<D> {

@@ -1,8 +1,20 @@
-//! The only `unsafe` of this crate: process-wide signal disposition.
+//! What this crate needs from Linux, in one place so a port knows where to look:
+//! signal disposition (the only `unsafe` of the crate), listening sockets with our
+//! backlog, registering `std` streams with epoll by descriptor, the open-file limit
+//! and the errno `accept` can report. The rest of the crate is portable Rust on `mio`.
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "reactor needs Linux: epoll via mio is portable, but reactor/src/sys.rs is not: \
+     signal(SIGPIPE), socket/bind/listen with SOCK_NONBLOCK|SOCK_CLOEXEC (nix), \
+     epoll registration by raw descriptor (mio::unix::SourceFd), RLIMIT_NOFILE and EPROTO"
+);
+
+use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::signal::{signal, SigHandler, Signal};
 
 /// Makes writes to a closed socket fail with `EPIPE` instead of killing the process.
@@ -17,10 +29,7 @@ pub(crate) fn ignore_sigpipe() {
 /// Binds a listening TCP socket with `SO_REUSEADDR` and the given backlog (the kernel
 /// caps it at `net.core.somaxconn`). `mio` and `std` hard-code 128, which a burst of
 /// connections overflows: the excess then waits for SYN retransmits (a second or more).
-pub(crate) fn bind_listener(
-    addr: std::net::SocketAddr,
-    backlog: i32,
-) -> std::io::Result<std::net::TcpListener> {
+pub(crate) fn bind_listener(addr: std::net::SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
     use std::os::fd::AsRawFd;
 
     use nix::sys::socket::{self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage};
@@ -32,6 +41,44 @@ pub(crate) fn bind_listener(
     socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
     socket::listen(&fd, Backlog::new(backlog).unwrap_or(Backlog::MAXCONN))?;
     Ok(std::net::TcpListener::from(fd))
+}
+
+/// The soft open-file limit of this process.
+pub(crate) fn fd_limit() -> io::Result<u64> {
+    Ok(getrlimit(Resource::RLIMIT_NOFILE)?.0)
+}
+
+/// Raises the soft open-file limit to the hard one; returns the new soft limit.
+pub(crate) fn raise_fd_limit() -> io::Result<u64> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    fd_limit()
+}
+
+/// `EPROTO` from `accept`: Linux passes on a protocol error of the new connection,
+/// which is that connection's problem, not the listener's.
+pub(crate) fn is_protocol_error(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(nix::libc::EPROTO)
+}
+
+/// Watches a descriptor (a connection, or a driven pool's doorbell): the reactor
+/// keeps `std` streams (the public API names no `mio` type) and hands epoll their
+/// descriptor, the same `epoll_ctl` mio's own `TcpStream` would make.
+pub(crate) fn register(
+    registry: &mio::Registry,
+    fd: &impl std::os::fd::AsRawFd,
+    token: mio::Token,
+    interest: mio::Interest,
+) -> io::Result<()> {
+    registry.register(&mut mio::unix::SourceFd(&fd.as_raw_fd()), token, interest)
+}
+
+/// Stops watching a connection registered with [`register`].
+pub(crate) fn deregister(registry: &mio::Registry, stream: &std::net::TcpStream) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    registry.deregister(&mut mio::unix::SourceFd(&stream.as_raw_fd()))
 }
 
 /// Reactors of this process that turn SIGINT/SIGTERM into a shutdown.

@@ -5,8 +5,8 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 
 use async_pool::Pool;
-use mio::net::TcpStream;
 use reactor::{Builder, ConnId, Dispatch, Origin, Ready};
+use std::net::TcpStream;
 
 const SCHED_OTHER: u32 = 0;
 const SCHED_BATCH: u32 = 3;

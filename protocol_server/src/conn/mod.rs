@@ -16,15 +16,13 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd};
+use std::net::{SocketAddr, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_pool::WorkerId;
-use mio::net::TcpStream;
 use reactor::ConnId;
 
 use crate::output::{Chunk, Output, Sink};
@@ -255,7 +253,7 @@ impl Conn {
         {
             return Err(io::ErrorKind::NotConnected.into());
         }
-        let stream = std::net::TcpStream::from(self.0.stream.as_fd().try_clone_to_owned()?);
+        let stream = self.0.stream.try_clone()?;
         // Out of the lock: a peer slow to read must not freeze this connection's worker.
         let mut pending = std::mem::take(&mut *lock(&self.0.output));
         // O_NONBLOCK and SO_SNDTIMEO belong to the socket, shared by both descriptors:

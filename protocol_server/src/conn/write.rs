@@ -155,19 +155,13 @@ impl Sink for ConnSink<'_> {
         if lock(self.hooks).is_some() {
             return self.write(buf);
         }
-        // nix names no MSG_MORE (Linux-only); the bit goes to send(2) as is.
-        let more = nix::sys::socket::MsgFlags::from_bits_retain(nix::libc::MSG_MORE);
-        nix::sys::socket::send(self.stream.as_fd().as_raw_fd(), buf, more).map_err(Into::into)
+        crate::sys::send_more(self.stream, buf)
     }
 
     fn send_file(&mut self, file: &File, offset: u64, len: usize) -> Option<io::Result<usize>> {
         if lock(self.hooks).is_some() {
             return None;
         }
-        let mut off = i64::try_from(offset).ok()?;
-        Some(
-            nix::sys::sendfile::sendfile(self.stream.as_fd(), file.as_fd(), Some(&mut off), len)
-                .map_err(Into::into),
-        )
+        crate::sys::send_file(self.stream, file, offset, len)
     }
 }

@@ -101,18 +101,11 @@ fn read_restricted(path: &Path) -> Result<Vec<u8>, AuthError> {
     Ok(bytes)
 }
 
-#[cfg(unix)]
 fn warn_if_world_accessible(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o007 != 0 {
-            log::warn!("{}: others may read or write this file; restrict it", path.display());
-        }
+    if crate::sys::others_may_access(path) {
+        log::warn!("{}: others may read or write this file; restrict it", path.display());
     }
 }
-
-#[cfg(not(unix))]
-fn warn_if_world_accessible(_path: &Path) {}
 
 /// The lines of `bytes` with their numbers counted from 1. A `\r` before the `\n`
 /// stays: both parsers trim whitespace at the end of a line, as mosquitto does.

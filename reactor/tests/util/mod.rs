@@ -2,13 +2,12 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_pool::Pool;
-use mio::net::TcpStream;
 use reactor::{Builder, ConnId, Dispatch, Handle, ListenerId, Origin, Reactor, Ready};
 
 /// How long a test waits for something that should happen at once.
