@@ -16,9 +16,13 @@ use std::time::Duration;
 
 use crate::error::{Context, Error, Result};
 use crate::procs::{self, Server};
-use crate::report::{Chart, Series, Table};
-use crate::stats::{self, Summary};
 use crate::Ctx;
+
+mod publish;
+use publish::publish;
+
+/// How many of the contenders (the first ones) are ours: httpd and httpd inline.
+const OURS: usize = 2;
 
 /// The 13 bytes every server answers in the hello cases.
 pub(crate) const HELLO: &[u8] = b"Hello, World!";
@@ -150,7 +154,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     bar.finish_and_clear();
     let names: Vec<String> = contenders.iter().map(|c| c.server.name.clone()).collect();
     drop(contenders);
-    publish(&mut report, &names, &results)?;
+    publish(&mut report, &names, OURS, &results)?;
     report.finish()
 }
 
@@ -194,6 +198,15 @@ fn start_servers(ctx: &Ctx, tmp: &Path, site: &Path) -> Result<(Vec<Contender>, 
     note.push_str(&format!("httpd: `{}`\n\n", show_cmd(&cmd)));
     let httpd = Contender { server: Server::start("httpd", cmd, addr)?, files: true };
 
+    // The inline option, side by side with the default: one thread per process runs
+    // everything (nginx's shape), as many processes as the others have threads.
+    let addr = loopback(procs::free_port()?);
+    let mut cmd = procs::command(&bins.join("httpd"), ctx.server_cpu());
+    cmd.arg("--root").arg(site).args(["--address", "127.0.0.1", "--port", &addr.port().to_string()]);
+    cmd.args(["--inline", "--processes", &threads, "--quiet"]);
+    note.push_str(&format!("httpd inline: `{}`\n\n", show_cmd(&cmd)));
+    let inline = Contender { server: Server::start("httpd inline", cmd, addr)?, files: true };
+
     let addr = loopback(procs::free_port()?);
     let (cmd, conf) = nginx(ctx, tmp, site, addr)?;
     note.push_str(&format!("nginx: `{}` with\n\n```nginx\n{conf}```\n\n", show_cmd(&cmd)));
@@ -208,7 +221,7 @@ fn start_servers(ctx: &Ctx, tmp: &Path, site: &Path) -> Result<(Vec<Contender>, 
         ctx.threads
     ));
     let hyper = Contender { server: Server::start("hyper", cmd, addr)?, files: false };
-    Ok((vec![httpd, nginx, hyper], note))
+    Ok((vec![httpd, inline, nginx, hyper], note))
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -431,85 +444,6 @@ fn size_bytes(v: &str) -> Option<f64> {
         _ => return None,
     };
     Some(n * scale)
-}
-
-/// Prints the table and writes the CSV and the two ratio charts.
-fn publish(
-    report: &mut crate::report::Report,
-    names: &[String],
-    results: &[Vec<Vec<Measure>>],
-) -> Result<()> {
-    let mut table = Table::new(
-        "http",
-        "bench http: median (min–max) over rounds; ratios are ours/anchor per round (req/s: higher is better for us, CPU/req: lower is better for us)",
-        &["case", "server", "req/s", "p50 ms", "p99 ms", "MiB/s", "errors", "CPU µs/req", "req/s ours/this", "CPU/req ours/this"],
-    );
-    let anchors: Vec<usize> = (1..names.len()).collect();
-    let mut rps_series: Vec<Series> = anchors
-        .iter()
-        .map(|&a| Series { name: format!("req/s httpd/{}", names[a]), values: Vec::new() })
-        .collect();
-    let mut cpu_series: Vec<Series> = anchors
-        .iter()
-        .map(|&a| Series { name: format!("CPU/req httpd/{}", names[a]), values: Vec::new() })
-        .collect();
-    for (case, per_server) in CASES.iter().zip(results) {
-        let pick = |k: usize, f: fn(&Measure) -> f64| per_server[k].iter().map(f).collect::<Vec<f64>>();
-        for (k, name) in names.iter().enumerate() {
-            if per_server[k].is_empty() {
-                continue;
-            }
-            let s = |f: fn(&Measure) -> f64| Summary::of(&pick(k, f));
-            let rps_ratio = Summary::of_ratios(&pick(0, |m| m.rps), &pick(k, |m| m.rps));
-            let cpu_ratio =
-                Summary::of_ratios(&pick(0, |m| m.cpu_us_per_req), &pick(k, |m| m.cpu_us_per_req));
-            let ratio_cell = |r: Option<Summary>| if k == 0 { "–".to_string() } else { stats::show(r, 2) };
-            table.push(vec![
-                case.label.replace('\n', " "),
-                name.clone(),
-                stats::show(s(|m| m.rps), 0),
-                stats::show(s(|m| m.p50_ms), 2),
-                stats::show(s(|m| m.p99_ms), 2),
-                stats::show(s(|m| m.bytes_per_s / (1024.0 * 1024.0)), 1),
-                stats::show(s(|m| m.errors), 0),
-                stats::show(s(|m| m.cpu_us_per_req), 2),
-                ratio_cell(rps_ratio),
-                ratio_cell(cpu_ratio),
-            ]);
-        }
-        for (i, &a) in anchors.iter().enumerate() {
-            let present = !per_server[a].is_empty();
-            rps_series[i].values.push(
-                present.then(|| Summary::of_ratios(&pick(0, |m| m.rps), &pick(a, |m| m.rps))).flatten(),
-            );
-            cpu_series[i].values.push(
-                present
-                    .then(|| {
-                        Summary::of_ratios(&pick(0, |m| m.cpu_us_per_req), &pick(a, |m| m.cpu_us_per_req))
-                    })
-                    .flatten(),
-            );
-        }
-    }
-    report.table(&table)?;
-    let categories: Vec<String> = CASES.iter().map(|c| c.label.to_string()).collect();
-    report.chart(&Chart {
-        name: "http_rps_ratio".into(),
-        title: "httpd requests/s relative to each anchor (median, min–max over rounds; > 1: httpd faster)"
-            .into(),
-        y_label: "req/s ratio httpd / anchor".into(),
-        categories: categories.clone(),
-        series: rps_series,
-        reference: Some(1.0),
-    })?;
-    report.chart(&Chart {
-        name: "http_cpu_ratio".into(),
-        title: "httpd server CPU per request relative to each anchor (< 1: httpd cheaper)".into(),
-        y_label: "CPU/request ratio httpd / anchor".into(),
-        categories,
-        series: cpu_series,
-        reference: Some(1.0),
-    })
 }
 
 #[cfg(test)]
