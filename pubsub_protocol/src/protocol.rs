@@ -208,7 +208,7 @@ impl Mqtt {
         // overtake CONNACK ([MQTT-3.1.4-4]) or the resent older messages ([MQTT-4.6.0]).
         let mut s = lock(&session);
         s.conn = Some(conn.clone());
-        s.who = Some(Box::new(Who { id: Arc::clone(&id), username: c.username }));
+        s.who = Some(Who { id: Arc::clone(&id), username: c.username.map(String::into_boxed_str) });
         write(conn, &Packet::Connack(Connack { session_present: present, code: ConnectReturn::Accepted }));
         self.resend(&mut s); // a resumed session: unacknowledged messages first, with DUP
         self.broker.drain_queue(&mut s);
