@@ -211,6 +211,37 @@ fn rw_hooks_see_every_byte_both_ways() {
     running.stop();
 }
 
+#[test]
+fn rw_hooks_set_from_on_data_apply_from_the_next_read_and_write() {
+    // A STARTTLS-like switch: plain bytes until a hook sets the read/write hooks (the
+    // path without hooks takes no lock), then every byte through them.
+    let (tx, rx) = shared_channel();
+    let hooks = Hooks {
+        on_data: hook(move |c| {
+            let data = read_all(c);
+            if data.is_empty() {
+                return;
+            }
+            let _ = c.write(&data);
+            if data == b"starttls" {
+                c.set_rw_hooks(Box::new(Flip));
+            }
+            tx.lock().expect("no panic under lock").send(data).expect("test waits");
+        }),
+        ..Hooks::default()
+    };
+    let running = serve(hooks);
+    let mut client = running.connect();
+    client.write_all(b"starttls").expect("write");
+    assert_eq!(rx.recv_timeout(PATIENCE).expect("protocol saw it"), b"starttls");
+    assert_eq!(read_n(&mut client, 8), b"starttls", "the reply before the switch is plain");
+    let wire: Vec<u8> = b"after".iter().map(|b| !b).collect();
+    client.write_all(&wire).expect("write");
+    assert_eq!(rx.recv_timeout(PATIENCE).expect("protocol saw it"), b"after", "read through the hook");
+    assert_eq!(read_n(&mut client, 5), wire, "the reply went through the write hook");
+    running.stop();
+}
+
 /// A write hook that refuses everything, as a TLS layer does after a fatal alert.
 struct Refusing;
 

@@ -239,7 +239,7 @@ impl Broker {
         let over = |s: &Session, extra: usize| {
             s.queue.len() >= self.config.max_queued.saturating_mul(slack)
                 || (self.config.max_queued_bytes > 0
-                    && s.queued_bytes + extra > self.config.max_queued_bytes.saturating_mul(slack))
+                    && s.queue.bytes() + extra > self.config.max_queued_bytes.saturating_mul(slack))
         };
         let size = retained::size(&msg);
         if over(session, size) && block {
@@ -249,7 +249,8 @@ impl Broker {
         // Room by dropping queued QoS 0 messages, oldest first; with none, drop this one.
         while over(session, size) {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            match session.queue.iter().position(|(_, m)| m.qos == QoS::AtMostOnce) {
+            let oldest_qos0 = session.queue.iter().position(|(_, m)| m.qos == QoS::AtMostOnce);
+            match oldest_qos0 {
                 Some(i) if msg.qos != QoS::AtMostOnce => session.remove(i),
                 _ => return false,
             }
@@ -261,7 +262,7 @@ impl Broker {
     /// Whether a queue is at its bound (message count or bytes).
     fn full(&self, session: &Session) -> bool {
         session.queue.len() >= self.config.max_queued
-            || (self.config.max_queued_bytes > 0 && session.queued_bytes >= self.config.max_queued_bytes)
+            || (self.config.max_queued_bytes > 0 && session.queue.bytes() >= self.config.max_queued_bytes)
     }
 
     /// Sends queued messages while the window and the socket have room; expired ones

@@ -18,8 +18,8 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use async_pool::WorkerId;
@@ -55,10 +55,42 @@ const READ_DRAINED: u8 = 2;
 
 struct Parts {
     protocol: Option<Box<dyn Protocol>>,
-    next: Option<Box<dyn Protocol>>,
-    service: &'static str,
 }
 
+/// Service names, each stored once per process, so that a connection keeps a
+/// one-byte index (`Inner::service`) instead of a `&'static str`'s two words.
+/// Protocols name a handful of services; past 255 distinct names, the others share
+/// the index `OTHER_SERVICE` and read as "(other)" (`Conn::service`, group filters).
+static SERVICES: [OnceLock<&'static str>; 255] = [const { OnceLock::new() }; 255];
+const OTHER_SERVICE: u8 = 255;
+
+/// The index of `service` in `SERVICES`, stored there on first use. Slots fill in
+/// order and never change; two threads racing for a free slot with different names
+/// leave one name in it and the other moves on to the next slot.
+fn intern_service(service: &'static str) -> u8 {
+    for (i, slot) in SERVICES.iter().enumerate() {
+        if *slot.get_or_init(|| service) == service {
+            return i as u8;
+        }
+    }
+    OTHER_SERVICE
+}
+
+/// What few connections use, in one allocation made on first use (`Inner::rare`), so
+/// that an idle connection without them pays two words instead of five and the
+/// common read and write path takes no lock to learn there are no hooks.
+#[derive(Default)]
+struct Rare {
+    /// Read/write hooks (the TLS seam), locked around each socket read and write once
+    /// set: reads on the worker and writes from any thread must not interleave in them.
+    hooks: Mutex<Option<Box<dyn RwHooks>>>,
+    /// A protocol waiting to take over (`set_protocol`) when the running hook returns.
+    next: Mutex<Option<Box<dyn Protocol>>>,
+}
+
+/// Per-connection state, shared by the tables, the tasks and every `Conn` clone. It
+/// is held for as long as a connection is, so its size is most of what an idle
+/// connection costs: `conn_state_stays_in_its_malloc_size_class` pins it.
 pub(crate) struct Inner {
     id: ConnId,
     worker: WorkerId,
@@ -67,15 +99,36 @@ pub(crate) struct Inner {
     state: AtomicU8,
     sched: AtomicU8,
     read_seen: AtomicU8,
+    /// The current protocol's service name, as an index in `SERVICES`.
+    service: AtomicU8,
     parts: Mutex<Parts>,
     output: Mutex<Output>,
-    hooks: Mutex<Option<Box<dyn RwHooks>>>,
+    /// Hooks and a pending protocol switch; empty (no allocation) for most connections.
+    /// `OnceLock::get` is one atomic load, so the common path takes no lock.
+    rare: OnceLock<Box<Rare>>,
     /// Milliseconds since the server's epoch at the last activity.
     pub(crate) last_active: AtomicU64,
-    /// 0: never times out.
-    pub(crate) timeout_ms: AtomicU64,
-    /// The timeout wheel tick of this connection's live entry (older entries are stale).
-    pub(crate) wheel_tick: AtomicU64,
+    /// 0: never times out. A `u32` (4 bytes less per connection): longer timeouts are
+    /// clamped to `MAX_TIMEOUT_MS`, about 49.7 days.
+    pub(crate) timeout_ms: AtomicU32,
+    /// The timeout wheel tick of this connection's live entry (older entries are stale),
+    /// 0 for none. A `u32` of 100 ms ticks lasts 13.6 years of server uptime.
+    pub(crate) wheel_tick: AtomicU32,
+}
+
+/// The longest idle timeout a connection keeps (`u32::MAX` milliseconds, about 49.7
+/// days); `set_timeout` clamps longer ones to it.
+const MAX_TIMEOUT_MS: u32 = u32::MAX;
+
+/// A timeout in the `u32` milliseconds `Inner::timeout_ms` holds, clamped.
+fn timeout_ms(timeout: Duration) -> u32 {
+    u32::try_from(timeout.as_millis()).unwrap_or(MAX_TIMEOUT_MS)
+}
+
+/// The read/write hooks if any were set, locked. Without hooks (almost every
+/// connection) this is one atomic load and no lock.
+fn lock_hooks(rare: &OnceLock<Box<Rare>>) -> Option<MutexGuard<'_, Option<Box<dyn RwHooks>>>> {
+    rare.get().map(|rare| lock(&rare.hooks))
 }
 
 /// A connection, as hooks and tasks see it. Cheap to clone and usable from any
@@ -93,8 +146,8 @@ impl Conn {
         protocol: Box<dyn Protocol>,
     ) -> Conn {
         let now = server.now_ms();
-        let timeout_ms = server.settings().timeout.as_millis() as u64;
-        let service = protocol.service();
+        let timeout_ms = timeout_ms(server.settings().timeout);
+        let service = intern_service(protocol.service());
         Conn(Arc::new(Inner {
             id,
             worker,
@@ -103,12 +156,13 @@ impl Conn {
             state: AtomicU8::new(OPEN),
             sched: AtomicU8::new(0),
             read_seen: AtomicU8::new(READ_NOTHING),
-            parts: Mutex::new(Parts { protocol: Some(protocol), next: None, service }),
+            service: AtomicU8::new(service),
+            parts: Mutex::new(Parts { protocol: Some(protocol) }),
             output: Mutex::new(Output::default()),
-            hooks: Mutex::new(None),
+            rare: OnceLock::new(),
             last_active: AtomicU64::new(now),
-            timeout_ms: AtomicU64::new(timeout_ms),
-            wheel_tick: AtomicU64::new(0),
+            timeout_ms: AtomicU32::new(timeout_ms),
+            wheel_tick: AtomicU32::new(0),
         }))
     }
 
@@ -124,7 +178,8 @@ impl Conn {
 
     /// The service name of the connection's current protocol.
     pub fn service(&self) -> &'static str {
-        lock(&self.0.parts).service
+        let index = usize::from(self.0.service.load(Ordering::Acquire));
+        SERVICES.get(index).and_then(OnceLock::get).copied().unwrap_or("(other)")
     }
 
     /// The peer's address.
@@ -150,10 +205,12 @@ impl Conn {
             return Err(io::ErrorKind::NotConnected.into());
         }
         let result = loop {
-            let r = match lock(&self.0.hooks).as_mut() {
+            let mut hooks = lock_hooks(&self.0.rare);
+            let r = match hooks.as_mut().and_then(|h| h.as_mut()) {
                 Some(hooks) => hooks.read(&self.0.stream, buf),
                 None => (&*self.0.stream).read(buf),
             };
+            drop(hooks);
             if !matches!(&r, Err(e) if e.kind() == io::ErrorKind::Interrupted) {
                 break r;
             }
@@ -183,7 +240,7 @@ impl Conn {
     /// When this connection's current deadline falls (idle timeout, closing drain or
     /// linger), or `None` if it has none.
     pub(crate) fn deadline_ms(&self) -> Option<u64> {
-        let timeout = self.0.timeout_ms.load(Ordering::Relaxed);
+        let timeout = u64::from(self.0.timeout_ms.load(Ordering::Relaxed));
         let span = match self.state() {
             OPEN if timeout > 0 => timeout,
             CLOSING if timeout > 0 => timeout,
@@ -215,28 +272,37 @@ impl Conn {
         self.0.last_active.store(self.0.server.now_ms(), Ordering::Relaxed);
     }
 
-    /// Sets this connection's idle timeout (zero: never); counts from now.
+    /// Sets this connection's idle timeout (zero: never); counts from now. Timeouts
+    /// past about 49.7 days (`u32::MAX` milliseconds) are clamped to that.
     pub fn set_timeout(&self, timeout: Duration) {
-        self.0.timeout_ms.store(timeout.as_millis() as u64, Ordering::Relaxed);
+        self.0.timeout_ms.store(timeout_ms(timeout), Ordering::Relaxed);
         self.touch();
         self.0.server.watch_timeout(self);
     }
 
     /// This connection's idle timeout (zero: never).
     pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.0.timeout_ms.load(Ordering::Relaxed))
+        Duration::from_millis(u64::from(self.0.timeout_ms.load(Ordering::Relaxed)))
     }
 
     /// Replaces how this connection reads and writes its socket (the seam for TLS).
     pub fn set_rw_hooks(&self, hooks: Box<dyn RwHooks>) {
-        *lock(&self.0.hooks) = Some(hooks);
+        let old = lock(&self.rare().hooks).replace(hooks);
+        drop(old); // outside the lock: its `Drop` is user code
+    }
+
+    /// The rarely used parts, allocated on first use. Once set, `rare` never changes,
+    /// so a reader seeing it empty (one atomic load) knows no hooks were set before it.
+    fn rare(&self) -> &Rare {
+        self.0.rare.get_or_init(Box::default)
     }
 
     /// Switches the connection to another protocol (an HTTP `Upgrade`, say). Takes
     /// effect when the running hook returns (at once from outside a hook); the new
     /// protocol's `on_open` is then called. The old value is dropped without `on_close`.
     pub fn set_protocol(&self, protocol: Box<dyn Protocol>) {
-        lock(&self.0.parts).next = Some(protocol);
+        let old = lock(&self.rare().next).replace(protocol);
+        drop(old); // a switch not applied yet is replaced; dropped outside the lock
         self.schedule(|conn| {
             conn.with_protocol(|_, _| ());
         });
@@ -276,5 +342,32 @@ impl Conn {
 impl fmt::Debug for Conn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Conn").field("id", &self.id()).field("state", &self.state()).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conn_state_stays_in_its_malloc_size_class() {
+        // `Arc` puts two counters before `Inner`. glibc serves a request of n bytes
+        // from a chunk of n + 8 rounded up to 16: up to 120 bytes take a 128-byte
+        // chunk, 121 take 144. Every held connection has one.
+        let arc = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Inner>();
+        assert!(
+            arc <= 120,
+            "Arc<conn::Inner> grew to {arc} bytes, past the 128-byte malloc chunk: every idle \
+             connection pays for it (bench conns); put rarely used fields in `Rare`"
+        );
+    }
+
+    #[test]
+    fn service_names_are_stored_once_and_read_back() {
+        let a = intern_service("test-service-a");
+        let b = intern_service("test-service-b");
+        assert_ne!(a, b);
+        assert_eq!(intern_service("test-service-a"), a, "the same name, the same index");
+        assert_eq!(SERVICES[usize::from(b)].get(), Some(&"test-service-b"));
     }
 }

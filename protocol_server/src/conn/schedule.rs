@@ -97,20 +97,19 @@ impl Conn {
     pub(crate) fn with_protocol<R>(&self, hook: impl FnOnce(&mut dyn Protocol, &Conn) -> R) -> Option<R> {
         let mut protocol = lock(&self.0.parts).protocol.take()?;
         let result = catch_unwind(AssertUnwindSafe(|| hook(&mut *protocol, self)));
-        let switched = {
+        // No lock unless `set_protocol` was ever called on this connection.
+        let next = self.0.rare.get().and_then(|rare| lock(&rare.next).take());
+        let switched = next.is_some();
+        {
             let mut parts = lock(&self.0.parts);
-            match parts.next.take() {
+            match next {
                 Some(next) => {
-                    parts.service = next.service();
+                    self.0.service.store(intern_service(next.service()), Ordering::Release);
                     parts.protocol = Some(next);
-                    true
                 }
-                None => {
-                    parts.protocol = Some(protocol);
-                    false
-                }
+                None => parts.protocol = Some(protocol),
             }
-        };
+        }
         if switched && self.is_open() {
             self.with_protocol(open_hook);
         }
@@ -141,7 +140,8 @@ impl Conn {
                 log::error!("{:?}: on_close panicked", self.id());
             }
         }
-        lock(&self.0.parts).next = None;
+        let next = self.0.rare.get().and_then(|rare| lock(&rare.next).take());
+        drop(next);
     }
 }
 

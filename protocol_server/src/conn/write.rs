@@ -123,7 +123,7 @@ impl Conn {
     }
 
     pub(super) fn sink(&self) -> ConnSink<'_> {
-        ConnSink { stream: &self.0.stream, hooks: &self.0.hooks }
+        ConnSink { stream: &self.0.stream, rare: &self.0.rare }
     }
 
     /// Bytes waiting to be sent.
@@ -140,26 +140,27 @@ pub(super) enum Queued<'a> {
 
 pub(super) struct ConnSink<'a> {
     stream: &'a TcpStream,
-    hooks: &'a Mutex<Option<Box<dyn RwHooks>>>,
+    rare: &'a OnceLock<Box<Rare>>,
 }
 
 impl Sink for ConnSink<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match lock(self.hooks).as_mut() {
+        let mut hooks = lock_hooks(self.rare);
+        match hooks.as_mut().and_then(|h| h.as_mut()) {
             Some(hooks) => hooks.write(self.stream, buf),
             None => (&*self.stream).write(buf),
         }
     }
 
     fn write_more(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if lock(self.hooks).is_some() {
+        if lock_hooks(self.rare).is_some_and(|h| h.is_some()) {
             return self.write(buf);
         }
         crate::sys::send_more(self.stream, buf)
     }
 
     fn send_file(&mut self, file: &File, offset: u64, len: usize) -> Option<io::Result<usize>> {
-        if lock(self.hooks).is_some() {
+        if lock_hooks(self.rare).is_some_and(|h| h.is_some()) {
             return None;
         }
         crate::sys::send_file(self.stream, file, offset, len)
