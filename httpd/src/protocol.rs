@@ -209,8 +209,7 @@ impl Exchange {
     fn worth_parsing(site: &Site, rest: &[u8], scanned: usize) -> bool {
         let fresh = &rest[scanned.saturating_sub(3).min(rest.len())..];
         let limits = &site.limits;
-        fresh.windows(2).any(|w| w == b"\n\n")
-            || fresh.windows(3).any(|w| w == b"\n\r\n")
+        ends_head(fresh)
             || rest.len() > limits.max_head
             || (rest.len() > limits.max_line && !rest[..=limits.max_line].contains(&b'\n'))
     }
@@ -278,6 +277,21 @@ impl Exchange {
     }
 }
 
+/// Whether `bytes` hold a blank line (`\n\n` or `\n\r\n`). It stops at the first one:
+/// with pipelined requests the rest of the input is the following requests, and
+/// scanning all of it for every request made a batch cost O(n²).
+fn ends_head(bytes: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(i) = bytes[at..].iter().position(|b| *b == b'\n') {
+        let after = &bytes[at + i + 1..];
+        if after.starts_with(b"\n") || after.starts_with(b"\r\n") {
+            return true;
+        }
+        at += i + 1;
+    }
+    false
+}
+
 fn first_line(buf: &[u8]) -> String {
     let end = buf.iter().position(|b| *b == b'\r' || *b == b'\n').unwrap_or(buf.len()).min(200);
     String::from_utf8_lossy(&buf[..end]).escape_debug().to_string()
@@ -325,6 +339,21 @@ impl Protocol for Http {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_head_ends_at_a_blank_line_with_or_without_cr() {
+        for (bytes, ends) in [
+            (&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], true),
+            (b"GET / HTTP/1.1\nHost: x\n\n", true),
+            (b"\n\r\n", true),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n", false),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\r", false),
+            (b"\n", false),
+            (b"", false),
+        ] {
+            assert_eq!(ends_head(bytes), ends, "{:?}", String::from_utf8_lossy(bytes));
+        }
+    }
 
     #[test]
     fn an_idle_connection_holds_a_few_words() {
