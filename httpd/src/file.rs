@@ -12,7 +12,7 @@ use crate::response::{error, head, Body, Reply};
 
 /// Answers a parsed GET/HEAD request from the files under `root` (canonical),
 /// through `cache` (what a path resolved to, kept open for a while).
-pub fn serve(root: &Path, cache: &FileCache, req: &Head) -> Reply {
+pub fn serve(root: &Path, cache: &FileCache, req: &Head<'_>) -> Reply {
     if let Some(hit) = cache.get(&req.path) {
         return send(req, &hit);
     }
@@ -51,7 +51,7 @@ fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn send(req: &Head, file: &OpenFile) -> Reply {
+fn send(req: &Head<'_>, file: &OpenFile) -> Reply {
     let (len, modified) = (file.len, file.modified);
     let close = !req.keep_alive;
     let tag = file.etag.as_str();
@@ -95,8 +95,8 @@ fn send(req: &Head, file: &OpenFile) -> Reply {
 }
 
 /// `If-None-Match` (weak comparison) wins over `If-Modified-Since` (RFC 9110 §13.2.2).
-fn not_modified(req: &Head, tag: &str, modified: SystemTime) -> bool {
-    if let Some(list) = &req.if_none_match {
+fn not_modified(req: &Head<'_>, tag: &str, modified: SystemTime) -> bool {
+    if let Some(list) = req.if_none_match {
         return list.trim() == "*" || list.split(',').any(|t| weak(t.trim()) == weak(tag));
     }
     let Some(since) = req.if_modified_since.as_deref().and_then(|d| httpdate::parse_http_date(d).ok()) else {
@@ -119,11 +119,11 @@ enum Chosen {
 /// A single `bytes=` range, honoured only if `If-Range` (when sent) still matches.
 /// Several ranges or a malformed one are ignored (RFC 9110 §14.2 allows it): the whole
 /// file is sent.
-fn chosen_range(req: &Head, tag: &str, modified: SystemTime, len: u64) -> Chosen {
+fn chosen_range(req: &Head<'_>, tag: &str, modified: SystemTime, len: u64) -> Chosen {
     let Some(range) = req.range.as_deref().filter(|_| req.method == Method::Get) else {
         return Chosen::Whole;
     };
-    if let Some(cond) = &req.if_range {
+    if let Some(cond) = req.if_range {
         let fresh = if cond.starts_with('"') {
             cond == tag // strong comparison; a weak tag never matches
         } else {

@@ -157,7 +157,7 @@ impl Exchange {
                     self.discard = head.body - body_here as u64;
                     self.head_complete(t.conn);
                     let reply = file::serve(&t.site.root, &t.site.file_cache, &head);
-                    self.send(t, reply, &head.line);
+                    self.send(t, reply, || head.line());
                     if self.discard > 0 {
                         used = input.len(); // all that follows is body, dropped as it comes
                     }
@@ -166,7 +166,7 @@ impl Exchange {
                     let allow: &[(&str, &str)] =
                         if reject.status == 405 { &[("Allow", "GET, HEAD")] } else { &[] };
                     let head_only = rest.starts_with(b"HEAD ");
-                    self.send(t, error(reject.status, 1, true, head_only, allow), &first_line(rest));
+                    self.send(t, error(reject.status, 1, true, head_only, allow), || first_line(rest));
                 }
             }
         }
@@ -214,9 +214,11 @@ impl Exchange {
             || (rest.len() > limits.max_line && !rest[..=limits.max_line].contains(&b'\n'))
     }
 
-    fn send(&mut self, t: &Turn<'_>, reply: Reply, line: &str) {
+    /// `line`: the request line for the access log, made only if there is one.
+    fn send(&mut self, t: &Turn<'_>, reply: Reply, line: impl FnOnce() -> String) {
         let conn = t.conn;
         if t.site.access_log {
+            let line = line();
             let peer = t.peer.map_or_else(|| "-".to_string(), |p| p.ip().to_string());
             log::info!(target: "access", "{peer} - - [{}] \"{line}\" {} {}", clf_date(), reply.status, reply.body_len());
         }
@@ -269,7 +271,7 @@ impl Exchange {
         let Some(started) = self.started.filter(|_| !self.paused) else { return };
         let deadline = t.site.header_timeout;
         if started.elapsed() > deadline {
-            self.send(t, error(408, 1, true, false, &[]), "-");
+            self.send(t, error(408, 1, true, false, &[]), || "-".into());
         } else if self.idle_timeout.is_none() {
             self.idle_timeout = Some(t.conn.timeout());
             t.conn.set_timeout(deadline);
@@ -329,7 +331,7 @@ impl Protocol for Http {
         // Idle past the timeout: between requests just close; mid-head, say why.
         match self.busy.as_deref() {
             Some(ex) if !ex.input.is_empty() && !ex.paused => {
-                self.with_exchange(conn, |ex, t| ex.send(t, error(408, 1, true, false, &[]), "-"));
+                self.with_exchange(conn, |ex, t| ex.send(t, error(408, 1, true, false, &[]), || "-".into()));
             }
             _ => conn.close(),
         }
