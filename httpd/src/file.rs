@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::cache::{Content, FileCache, OpenFile};
 use crate::path::{resolve, Refused, Target};
 use crate::request::{Head, Method};
-use crate::response::{error, head, Body, Reply};
+use crate::response::{decimal, error, head, Body, Reply};
 
 /// Answers a parsed GET/HEAD request from the files under `root` (canonical),
 /// through `cache` (what a path resolved to, kept open for a while).
@@ -72,17 +72,22 @@ fn send(req: &Head<'_>, file: &OpenFile) -> Reply {
             return error(416, req.minor, close, req.method == Method::Head, &[("Content-Range", &range)]);
         }
     };
-    let content_range = format!("bytes {offset}-{}/{len}", offset + count.saturating_sub(1));
-    let count_text = count.to_string();
-    let mut fields = vec![
+    // Nothing formatted or allocated beyond the head itself for a 200.
+    let mut count_digits = [0; 20];
+    let content_range = if status == 206 {
+        format!("bytes {offset}-{}/{len}", offset + count.saturating_sub(1))
+    } else {
+        String::new()
+    };
+    let all = [
         ("Content-Type", file.content_type.as_str()),
-        ("Content-Length", count_text.as_str()),
+        ("Content-Length", decimal(count, &mut count_digits)),
         ("Accept-Ranges", "bytes"),
+        validators[0],
+        validators[1],
+        ("Content-Range", content_range.as_str()),
     ];
-    fields.extend_from_slice(&validators);
-    if status == 206 {
-        fields.push(("Content-Range", &content_range));
-    }
+    let fields = if status == 206 { &all[..] } else { &all[..5] };
     let body = if req.method == Method::Head || count == 0 {
         Body::Empty
     } else {
@@ -91,7 +96,7 @@ fn send(req: &Head<'_>, file: &OpenFile) -> Reply {
             Content::File(open) => Body::File { file: Arc::clone(open), offset, len: count },
         }
     };
-    Reply { status, head: head(status, req.minor, close, &fields), body, close }
+    Reply { status, head: head(status, req.minor, close, fields), body, close }
 }
 
 /// `If-None-Match` (weak comparison) wins over `If-Modified-Since` (RFC 9110 §13.2.2).
