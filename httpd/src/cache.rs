@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Most entries held (nginx's `open_file_cache max=1000`): at most this many
@@ -43,6 +43,8 @@ pub struct OpenFile {
     pub last_modified: String,
     /// See `etag`.
     pub content_type: String,
+    /// The header fields of a 200 for the whole file, rendered once (`file::send`).
+    pub(crate) whole: OnceLock<Box<[u8]>>,
     opened: Instant,
 }
 
@@ -76,6 +78,7 @@ impl OpenFile {
             content,
             len,
             modified,
+            whole: OnceLock::new(),
             opened: Instant::now(),
         }))
     }

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::cache::{Content, FileCache, OpenFile};
 use crate::path::{resolve, Refused, Target};
 use crate::request::{Head, Method};
-use crate::response::{decimal, error, head, Body, Reply};
+use crate::response::{decimal, error, head, head_rendered, render, Body, Reply};
 
 /// Answers a parsed GET/HEAD request from the files under `root` (canonical),
 /// through `cache` (what a path resolved to, kept open for a while).
@@ -72,22 +72,14 @@ fn send(req: &Head<'_>, file: &OpenFile) -> Reply {
             return error(416, req.minor, close, req.method == Method::Head, &[("Content-Range", &range)]);
         }
     };
-    // Nothing formatted or allocated beyond the head itself for a 200.
-    let mut count_digits = [0; 20];
-    let content_range = if status == 206 {
-        format!("bytes {offset}-{}/{len}", offset + count.saturating_sub(1))
+    let head = if status == 200 {
+        // The fields of a whole file do not change while it is cached: rendered once.
+        let whole = file.whole.get_or_init(|| render(&fields(file, decimal(len, &mut [0; 20]), "")[..5]));
+        head_rendered(200, req.minor, close, whole)
     } else {
-        String::new()
+        let range = format!("bytes {offset}-{}/{len}", offset + count.saturating_sub(1));
+        head(status, req.minor, close, &fields(file, decimal(count, &mut [0; 20]), &range))
     };
-    let all = [
-        ("Content-Type", file.content_type.as_str()),
-        ("Content-Length", decimal(count, &mut count_digits)),
-        ("Accept-Ranges", "bytes"),
-        validators[0],
-        validators[1],
-        ("Content-Range", content_range.as_str()),
-    ];
-    let fields = if status == 206 { &all[..] } else { &all[..5] };
     let body = if req.method == Method::Head || count == 0 {
         Body::Empty
     } else {
@@ -96,7 +88,19 @@ fn send(req: &Head<'_>, file: &OpenFile) -> Reply {
             Content::File(open) => Body::File { file: Arc::clone(open), offset, len: count },
         }
     };
-    Reply { status, head: head(status, req.minor, close, fields), body, close }
+    Reply { status, head, body, close }
+}
+
+/// A 200's or 206's fields, `Content-Range` last (a 200 leaves it out).
+fn fields<'a>(file: &'a OpenFile, count: &'a str, range: &'a str) -> [(&'static str, &'a str); 6] {
+    [
+        ("Content-Type", file.content_type.as_str()),
+        ("Content-Length", count),
+        ("Accept-Ranges", "bytes"),
+        ("ETag", file.etag.as_str()),
+        ("Last-Modified", file.last_modified.as_str()),
+        ("Content-Range", range),
+    ]
 }
 
 /// `If-None-Match` (weak comparison) wins over `If-Modified-Since` (RFC 9110 §13.2.2).

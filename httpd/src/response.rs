@@ -90,8 +90,38 @@ pub const SERVER: &str = concat!("httpd-rs/", env!("CARGO_PKG_VERSION"));
 /// than the rest of a pipelined request's answer.
 pub fn head(status: u16, minor: u8, close: bool, fields: &[(&str, &str)]) -> Vec<u8> {
     let mut h = Vec::with_capacity(256);
+    start(&mut h, status);
+    for (name, value) in fields {
+        push_field(&mut h, name, value);
+    }
+    end(&mut h, minor, close);
+    h
+}
+
+/// [`head`] with fields already rendered by [`render`]: what does not change from
+/// one response to the next is written once.
+pub fn head_rendered(status: u16, minor: u8, close: bool, fields: &[u8]) -> Vec<u8> {
+    let mut h = Vec::with_capacity(256);
+    start(&mut h, status);
+    h.extend_from_slice(fields);
+    end(&mut h, minor, close);
+    h
+}
+
+/// Header fields as [`head`] writes them, for [`head_rendered`].
+pub fn render(fields: &[(&str, &str)]) -> Box<[u8]> {
+    let mut h = Vec::new();
+    for (name, value) in fields {
+        push_field(&mut h, name, value);
+    }
+    h.into_boxed_slice()
+}
+
+fn start(h: &mut Vec<u8>, status: u16) {
+    let digits =
+        [b'0' + (status / 100 % 10) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8];
     h.extend_from_slice(b"HTTP/1.1 ");
-    h.extend_from_slice(decimal(u64::from(status), &mut [0; 20]).as_bytes());
+    h.extend_from_slice(&digits);
     h.push(b' ');
     h.extend_from_slice(reason(status).as_bytes());
     h.extend_from_slice(b"\r\nServer: ");
@@ -99,18 +129,21 @@ pub fn head(status: u16, minor: u8, close: bool, fields: &[(&str, &str)]) -> Vec
     h.extend_from_slice(b"\r\nDate: ");
     with_date(|d| h.extend_from_slice(d.as_bytes()));
     h.extend_from_slice(b"\r\n");
-    for (name, value) in fields {
-        for part in [name, ": ", value, "\r\n"] {
-            h.extend_from_slice(part.as_bytes());
-        }
+}
+
+fn push_field(h: &mut Vec<u8>, name: &str, value: &str) {
+    for part in [name, ": ", value, "\r\n"] {
+        h.extend_from_slice(part.as_bytes());
     }
+}
+
+fn end(h: &mut Vec<u8>, minor: u8, close: bool) {
     match (close, minor) {
         (true, _) => h.extend_from_slice(b"Connection: close\r\n"),
         (false, 0) => h.extend_from_slice(b"Connection: keep-alive\r\n"),
         (false, _) => {}
     }
     h.extend_from_slice(b"\r\n");
-    h
 }
 
 /// `n` in decimal, written into `buf` (without the formatting machinery).
@@ -178,6 +211,11 @@ mod tests {
         assert!(h10.contains("Connection: keep-alive\r\n"));
         let closing = String::from_utf8(head(400, 1, true, &[])).expect("ascii");
         assert!(closing.contains("Connection: close\r\n"));
+        let fields = [("Content-Length", "5"), ("ETag", "\"x\"")];
+        let (plain, rendered) = (head(206, 0, true, &fields), head_rendered(206, 0, true, &render(&fields)));
+        // The Date may tick between the two.
+        assert_eq!(plain.len(), rendered.len());
+        assert!(rendered.starts_with(b"HTTP/1.1 206 Partial Content\r\n"));
         assert_eq!(clf_date().len(), "10/Oct/2000:13:55:36 +0000".len());
     }
 
