@@ -13,13 +13,13 @@ use crate::response::{decimal, error, head, head_rendered, render, Body, Reply};
 /// Answers a parsed GET/HEAD request from the files under `root` (canonical),
 /// through `cache` (what a path resolved to, kept open for a while).
 pub fn serve(root: &Path, cache: &FileCache, req: &Head<'_>) -> Reply {
-    if let Some(hit) = cache.get(&req.path) {
+    if let Some(hit) = cache.get(req.path) {
         return send(req, &hit);
     }
     let close = !req.keep_alive;
     let head_only = req.method == Method::Head;
     let fail = |status: u16| error(status, req.minor, close, head_only, &[]);
-    match resolve(root, &req.path) {
+    match resolve(root, req.path) {
         Err(Refused::Bad) => error(400, req.minor, true, head_only, &[]),
         Err(Refused::Forbidden) => fail(403),
         Err(Refused::Missing) => fail(404),
@@ -30,7 +30,7 @@ pub fn serve(root: &Path, cache: &FileCache, req: &Head<'_>) -> Reply {
         Ok(Target::File(path)) => match OpenFile::open(path) {
             Ok(Some(file)) => {
                 let file = Arc::new(file);
-                cache.insert(&req.path, Arc::clone(&file));
+                cache.insert(req.path, Arc::clone(&file));
                 send(req, &file)
             }
             Ok(None) => fail(404),
@@ -108,7 +108,7 @@ fn not_modified(req: &Head<'_>, tag: &str, modified: SystemTime) -> bool {
     if let Some(list) = req.if_none_match {
         return list.trim() == "*" || list.split(',').any(|t| weak(t.trim()) == weak(tag));
     }
-    let Some(since) = req.if_modified_since.as_deref().and_then(|d| httpdate::parse_http_date(d).ok()) else {
+    let Some(since) = req.if_modified_since.and_then(|d| httpdate::parse_http_date(d).ok()) else {
         return false;
     };
     // A date in the future is invalid (RFC 9110 §13.1.3): ignore it.
@@ -129,7 +129,7 @@ enum Chosen {
 /// Several ranges or a malformed one are ignored (RFC 9110 §14.2 allows it): the whole
 /// file is sent.
 fn chosen_range(req: &Head<'_>, tag: &str, modified: SystemTime, len: u64) -> Chosen {
-    let Some(range) = req.range.as_deref().filter(|_| req.method == Method::Get) else {
+    let Some(range) = req.range.filter(|_| req.method == Method::Get) else {
         return Chosen::Whole;
     };
     if let Some(cond) = req.if_range {
