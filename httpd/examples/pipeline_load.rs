@@ -22,7 +22,10 @@
 //! ```
 //!
 //! Any server answering `Content-Length` framed responses works (the hyper anchor
-//! in `bench/hyper_anchor` answers every path).
+//! in `bench/hyper_anchor` answers every path). Under callgrind the hyper anchor
+//! stopped itself on this machine; `valgrind --tool=cachegrind --cache-sim=no` counts
+//! the same instructions. It has no SIGINT handler, and a shell script's background
+//! job ignores SIGINT: stop it with SIGTERM.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
