@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Most entries held (nginx's `open_file_cache max=1000`): at most this many
@@ -42,6 +42,8 @@ pub struct OpenFile {
     pub last_modified: String,
     /// See `etag`.
     pub content_type: String,
+    /// The header fields of a 200 for the whole file, rendered once (`file::send`).
+    pub(crate) whole: OnceLock<Box<[u8]>>,
     opened: Instant,
 }
 
@@ -73,6 +75,7 @@ impl OpenFile {
             content,
             len,
             modified,
+            whole: OnceLock::new(),
             opened: Instant::now(),
         }))
     }

@@ -8,18 +8,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::cache::{Content, FileCache, OpenFile};
 use crate::path::{resolve, Refused, Target};
 use crate::request::{Head, Method};
-use crate::response::{error, head, Body, Reply};
+use crate::response::{decimal, error, head, head_rendered, render, Body, Reply};
 
 /// Answers a parsed GET/HEAD request from the files under `root` (canonical),
 /// through `cache` (what a path resolved to, kept open for a while).
-pub fn serve(root: &Path, cache: &FileCache, req: &Head) -> Reply {
-    if let Some(hit) = cache.get(&req.path) {
+pub fn serve(root: &Path, cache: &FileCache, req: &Head<'_>) -> Reply {
+    if let Some(hit) = cache.get(req.path) {
         return send(req, &hit);
     }
     let close = !req.keep_alive;
     let head_only = req.method == Method::Head;
     let fail = |status: u16| error(status, req.minor, close, head_only, &[]);
-    match resolve(root, &req.path) {
+    match resolve(root, req.path) {
         Err(Refused::Bad) => error(400, req.minor, true, head_only, &[]),
         Err(Refused::Forbidden) => fail(403),
         Err(Refused::Missing) => fail(404),
@@ -30,7 +30,7 @@ pub fn serve(root: &Path, cache: &FileCache, req: &Head) -> Reply {
         Ok(Target::File(path)) => match OpenFile::open(path) {
             Ok(Some(file)) => {
                 let file = Arc::new(file);
-                cache.insert(&req.path, Arc::clone(&file));
+                cache.insert(req.path, Arc::clone(&file));
                 send(req, &file)
             }
             Ok(None) => fail(404),
@@ -51,7 +51,7 @@ fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn send(req: &Head, file: &OpenFile) -> Reply {
+fn send(req: &Head<'_>, file: &OpenFile) -> Reply {
     let (len, modified) = (file.len, file.modified);
     let close = !req.keep_alive;
     let tag = file.etag.as_str();
@@ -72,17 +72,14 @@ fn send(req: &Head, file: &OpenFile) -> Reply {
             return error(416, req.minor, close, req.method == Method::Head, &[("Content-Range", &range)]);
         }
     };
-    let content_range = format!("bytes {offset}-{}/{len}", offset + count.saturating_sub(1));
-    let count_text = count.to_string();
-    let mut fields = vec![
-        ("Content-Type", file.content_type.as_str()),
-        ("Content-Length", count_text.as_str()),
-        ("Accept-Ranges", "bytes"),
-    ];
-    fields.extend_from_slice(&validators);
-    if status == 206 {
-        fields.push(("Content-Range", &content_range));
-    }
+    let head = if status == 200 {
+        // The fields of a whole file do not change while it is cached: rendered once.
+        let whole = file.whole.get_or_init(|| render(&fields(file, decimal(len, &mut [0; 20]), "")[..5]));
+        head_rendered(200, req.minor, close, whole)
+    } else {
+        let range = format!("bytes {offset}-{}/{len}", offset + count.saturating_sub(1));
+        head(status, req.minor, close, &fields(file, decimal(count, &mut [0; 20]), &range))
+    };
     let body = if req.method == Method::Head || count == 0 {
         Body::Empty
     } else {
@@ -91,15 +88,27 @@ fn send(req: &Head, file: &OpenFile) -> Reply {
             Content::File(open) => Body::File { file: Arc::clone(open), offset, len: count },
         }
     };
-    Reply { status, head: head(status, req.minor, close, &fields), body, close }
+    Reply { status, head, body, close }
+}
+
+/// A 200's or 206's fields, `Content-Range` last (a 200 leaves it out).
+fn fields<'a>(file: &'a OpenFile, count: &'a str, range: &'a str) -> [(&'static str, &'a str); 6] {
+    [
+        ("Content-Type", file.content_type.as_str()),
+        ("Content-Length", count),
+        ("Accept-Ranges", "bytes"),
+        ("ETag", file.etag.as_str()),
+        ("Last-Modified", file.last_modified.as_str()),
+        ("Content-Range", range),
+    ]
 }
 
 /// `If-None-Match` (weak comparison) wins over `If-Modified-Since` (RFC 9110 §13.2.2).
-fn not_modified(req: &Head, tag: &str, modified: SystemTime) -> bool {
-    if let Some(list) = &req.if_none_match {
+fn not_modified(req: &Head<'_>, tag: &str, modified: SystemTime) -> bool {
+    if let Some(list) = req.if_none_match {
         return list.trim() == "*" || list.split(',').any(|t| weak(t.trim()) == weak(tag));
     }
-    let Some(since) = req.if_modified_since.as_deref().and_then(|d| httpdate::parse_http_date(d).ok()) else {
+    let Some(since) = req.if_modified_since.and_then(|d| httpdate::parse_http_date(d).ok()) else {
         return false;
     };
     // A date in the future is invalid (RFC 9110 §13.1.3): ignore it.
@@ -119,11 +128,11 @@ enum Chosen {
 /// A single `bytes=` range, honoured only if `If-Range` (when sent) still matches.
 /// Several ranges or a malformed one are ignored (RFC 9110 §14.2 allows it): the whole
 /// file is sent.
-fn chosen_range(req: &Head, tag: &str, modified: SystemTime, len: u64) -> Chosen {
-    let Some(range) = req.range.as_deref().filter(|_| req.method == Method::Get) else {
+fn chosen_range(req: &Head<'_>, tag: &str, modified: SystemTime, len: u64) -> Chosen {
+    let Some(range) = req.range.filter(|_| req.method == Method::Get) else {
         return Chosen::Whole;
     };
-    if let Some(cond) = &req.if_range {
+    if let Some(cond) = req.if_range {
         let fresh = if cond.starts_with('"') {
             cond == tag // strong comparison; a weak tag never matches
         } else {

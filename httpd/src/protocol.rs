@@ -1,6 +1,7 @@
 //! The `Protocol`: per-connection input buffering, pipelining with backpressure,
 //! body draining, the header deadline, and the access log.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +22,24 @@ const MAX_UNSENT_BYTES: usize = 1 << 20;
 const READS_PER_TURN: usize = 4;
 /// Answers to pipelined requests are gathered into one write up to this size.
 const BATCH_BYTES: usize = 64 * 1024;
+/// Bytes asked of the socket per read.
+const READ_BYTES: usize = 16 * 1024;
+
+thread_local! {
+    /// The read buffer, one per worker thread and reused: a buffer on the stack was
+    /// zeroed at every turn, which cost more than the requests of a pipelined read.
+    static CHUNK: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// The thread's read buffer (a new one if it is in use: nothing keeps it long).
+fn take_chunk() -> Vec<u8> {
+    let chunk = CHUNK.with(Cell::take);
+    if chunk.len() == READ_BYTES {
+        chunk
+    } else {
+        vec![0; READ_BYTES]
+    }
+}
 
 /// One HTTP/1.x connection. Between requests it holds only the site and (with an
 /// access log) the peer's address: the state of a request in progress lives in an
@@ -105,16 +124,17 @@ impl Exchange {
 
     /// Reads a bounded number of times and answers what arrived.
     fn pump(&mut self, t: &Turn<'_>) {
-        let mut chunk = [0u8; 16 * 1024];
+        let mut chunk = take_chunk();
         for _ in 0..READS_PER_TURN {
             if self.done || self.paused {
-                return;
+                break;
             }
             match t.conn.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => self.feed(&chunk[..n], t),
             }
         }
+        CHUNK.with(|cell| cell.set(chunk));
         if !self.done {
             self.check_deadline(t);
         }
@@ -157,7 +177,7 @@ impl Exchange {
                     self.discard = head.body - body_here as u64;
                     self.head_complete(t.conn);
                     let reply = file::serve(&t.site.root, &t.site.file_cache, &head);
-                    self.send(t, reply, &head.line);
+                    self.send(t, reply, || head.line());
                     if self.discard > 0 {
                         used = input.len(); // all that follows is body, dropped as it comes
                     }
@@ -166,7 +186,7 @@ impl Exchange {
                     let allow: &[(&str, &str)] =
                         if reject.status == 405 { &[("Allow", "GET, HEAD")] } else { &[] };
                     let head_only = rest.starts_with(b"HEAD ");
-                    self.send(t, error(reject.status, 1, true, head_only, allow), &first_line(rest));
+                    self.send(t, error(reject.status, 1, true, head_only, allow), || first_line(rest));
                 }
             }
         }
@@ -209,15 +229,16 @@ impl Exchange {
     fn worth_parsing(site: &Site, rest: &[u8], scanned: usize) -> bool {
         let fresh = &rest[scanned.saturating_sub(3).min(rest.len())..];
         let limits = &site.limits;
-        fresh.windows(2).any(|w| w == b"\n\n")
-            || fresh.windows(3).any(|w| w == b"\n\r\n")
+        ends_head(fresh)
             || rest.len() > limits.max_head
             || (rest.len() > limits.max_line && !rest[..=limits.max_line].contains(&b'\n'))
     }
 
-    fn send(&mut self, t: &Turn<'_>, reply: Reply, line: &str) {
+    /// `line`: the request line for the access log, made only if there is one.
+    fn send(&mut self, t: &Turn<'_>, reply: Reply, line: impl FnOnce() -> String) {
         let conn = t.conn;
         if t.site.access_log {
+            let line = line();
             let peer = t.peer.map_or_else(|| "-".to_string(), |p| p.ip().to_string());
             log::info!(target: "access", "{peer} - - [{}] \"{line}\" {} {}", clf_date(), reply.status, reply.body_len());
         }
@@ -270,12 +291,27 @@ impl Exchange {
         let Some(started) = self.started.filter(|_| !self.paused) else { return };
         let deadline = t.site.header_timeout;
         if started.elapsed() > deadline {
-            self.send(t, error(408, 1, true, false, &[]), "-");
+            self.send(t, error(408, 1, true, false, &[]), || "-".into());
         } else if self.idle_timeout.is_none() {
             self.idle_timeout = Some(t.conn.timeout());
             t.conn.set_timeout(deadline);
         }
     }
+}
+
+/// Whether `bytes` hold a blank line (`\n\n` or `\n\r\n`). It stops at the first one:
+/// with pipelined requests the rest of the input is the following requests, and
+/// scanning all of it for every request made a batch cost O(n²).
+fn ends_head(bytes: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(i) = bytes[at..].iter().position(|b| *b == b'\n') {
+        let after = &bytes[at + i + 1..];
+        if after.starts_with(b"\n") || after.starts_with(b"\r\n") {
+            return true;
+        }
+        at += i + 1;
+    }
+    false
 }
 
 fn first_line(buf: &[u8]) -> String {
@@ -315,7 +351,7 @@ impl Protocol for Http {
         // Idle past the timeout: between requests just close; mid-head, say why.
         match self.busy.as_deref() {
             Some(ex) if !ex.input.is_empty() && !ex.paused => {
-                self.with_exchange(conn, |ex, t| ex.send(t, error(408, 1, true, false, &[]), "-"));
+                self.with_exchange(conn, |ex, t| ex.send(t, error(408, 1, true, false, &[]), || "-".into()));
             }
             _ => conn.close(),
         }
@@ -325,6 +361,21 @@ impl Protocol for Http {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_head_ends_at_a_blank_line_with_or_without_cr() {
+        for (bytes, ends) in [
+            (&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], true),
+            (b"GET / HTTP/1.1\nHost: x\n\n", true),
+            (b"\n\r\n", true),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n", false),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\r", false),
+            (b"\n", false),
+            (b"", false),
+        ] {
+            assert_eq!(ends_head(bytes), ends, "{:?}", String::from_utf8_lossy(bytes));
+        }
+    }
 
     #[test]
     fn an_idle_connection_holds_a_few_words() {
