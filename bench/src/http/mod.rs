@@ -191,21 +191,19 @@ fn start_servers(ctx: &Ctx, tmp: &Path, site: &Path) -> Result<(Vec<Contender>, 
     let threads = ctx.threads.to_string();
     let mut note = String::new();
 
-    let addr = loopback(procs::free_port()?);
-    let mut cmd = procs::command(&bins.join("httpd"), ctx.server_cpu());
-    cmd.arg("--root").arg(site).args(["--address", "127.0.0.1", "--port", &addr.port().to_string()]);
-    cmd.args(["--threads", &threads, "--quiet"]);
-    note.push_str(&format!("httpd: `{}`\n\n", show_cmd(&cmd)));
-    let httpd = Contender { server: Server::start("httpd", cmd, addr)?, files: true };
-
-    // The inline option, side by side with the default: one thread per process runs
-    // everything (nginx's shape), as many processes as the others have threads.
-    let addr = loopback(procs::free_port()?);
-    let mut cmd = procs::command(&bins.join("httpd"), ctx.server_cpu());
-    cmd.arg("--root").arg(site).args(["--address", "127.0.0.1", "--port", &addr.port().to_string()]);
-    cmd.args(["--inline", "--processes", &threads, "--quiet"]);
-    note.push_str(&format!("httpd inline: `{}`\n\n", show_cmd(&cmd)));
-    let inline = Contender { server: Server::start("httpd inline", cmd, addr)?, files: true };
+    // httpd twice: the default, and the inline option side by side with it (one thread
+    // per process runs everything, nginx's shape, as many processes as the others have
+    // threads).
+    let mut httpd = |name: &str, mode: &[&str]| -> Result<Contender> {
+        let addr = loopback(procs::free_port()?);
+        let mut cmd = procs::command(&bins.join("httpd"), ctx.server_cpu());
+        cmd.arg("--root").arg(site).args(["--address", "127.0.0.1", "--port", &addr.port().to_string()]);
+        cmd.args(mode).arg("--quiet");
+        note.push_str(&format!("{name}: `{}`\n\n", show_cmd(&cmd)));
+        Ok(Contender { server: Server::start(name, cmd, addr)?, files: true })
+    };
+    let default = httpd("httpd", &["--threads", &threads])?;
+    let inline = httpd("httpd inline", &["--inline", "--processes", &threads])?;
 
     let addr = loopback(procs::free_port()?);
     let (cmd, conf) = nginx(ctx, tmp, site, addr)?;
@@ -221,7 +219,7 @@ fn start_servers(ctx: &Ctx, tmp: &Path, site: &Path) -> Result<(Vec<Contender>, 
         ctx.threads
     ));
     let hyper = Contender { server: Server::start("hyper", cmd, addr)?, files: false };
-    Ok((vec![httpd, inline, nginx, hyper], note))
+    Ok((vec![default, inline, nginx, hyper], note))
 }
 
 fn loopback(port: u16) -> SocketAddr {
