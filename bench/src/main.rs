@@ -1,6 +1,6 @@
 //! `bench`: side-by-side benchmarks of this workspace against the anchors it must beat.
 //!
-//! In `DESIGN.md`'s picture this is layer 6, outside the server: it starts our servers
+//! In the picture of `ARCHITECTURE.md` (repository root) it sits outside the server: it starts our servers
 //! and the anchors (nginx, a hyper server, mosquitto) itself on 127.0.0.1, drives them
 //! with `wrk`, `ab` or its own MQTT load generator in alternating rounds (ours, anchor,
 //! ours, anchor, ...), and reports every figure as a median with its min–max, beside

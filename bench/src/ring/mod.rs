@@ -1,7 +1,7 @@
 //! `bench ring`: `async_pool` against the same pool built on
 //! `crossbeam_queue::ArrayQueue`, and against `std::sync::mpsc`.
 //!
-//! In `DESIGN.md`'s picture this measures the box between the reactor and the hooks:
+//! In `ARCHITECTURE.md`'s picture this measures the box between the reactor and the hooks:
 //! how many tasks per second the pool moves from producer threads to its workers, and
 //! how often a task costs a pipe write to wake a parked worker. The crossbeam pool
 //! keeps `async_pool`'s whole design (queue capacity, overflow, idle spin, park/wake
