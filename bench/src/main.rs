@@ -1,7 +1,7 @@
 //! `bench`: side-by-side benchmarks of this workspace against the anchors it must beat.
 //!
-//! In the picture of `ARCHITECTURE.md` (repository root) it sits outside the server: it starts our servers
-//! and the anchors (nginx, a hyper server, mosquitto) itself on 127.0.0.1, drives them
+//! In the picture of `ARCHITECTURE.md` (repository root) it sits outside the servers: it
+//! starts ours and the anchors (nginx, a hyper server, mosquitto) itself on 127.0.0.1, drives them
 //! with `wrk`, `ab` or its own MQTT load generator in alternating rounds (ours, anchor,
 //! ours, anchor, ...), and reports every figure as a median with its min–max, beside
 //! the ratio ours/anchor taken round by round. Each subcommand prints Markdown tables and
