@@ -131,7 +131,14 @@ impl Exchange {
             }
             match t.conn.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => self.feed(&chunk[..n], t),
+                Ok(n) => {
+                    self.feed(&chunk[..n], t);
+                    // A short read emptied the socket, or else the framework calls us
+                    // again (`Conn::read`): no read only to see `WouldBlock`.
+                    if n < chunk.len() {
+                        break;
+                    }
+                }
             }
         }
         CHUNK.with(|cell| cell.set(chunk));

@@ -62,6 +62,9 @@ impl Dispatch for Dispatcher {
 
     fn on_ready(&mut self, id: ConnId, ready: Ready) {
         let Some(conn) = self.conns.get(id) else { return };
+        if ready.read_closed || ready.error {
+            conn.on_peer_closed();
+        }
         let mut bits = 0;
         if ready.readable || ready.read_closed || ready.error {
             bits |= READABLE;

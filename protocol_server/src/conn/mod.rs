@@ -18,7 +18,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -99,6 +99,10 @@ pub(crate) struct Inner {
     state: AtomicU8,
     sched: AtomicU8,
     read_seen: AtomicU8,
+    /// The reactor reported the peer's FIN (or an error). Sticky: that edge may have
+    /// been consumed while the protocol was not reading, so a short read no longer
+    /// proves there is nothing left to see (the end of input still is).
+    peer_closed: AtomicBool,
     /// The current protocol's service name, as an index in `SERVICES`.
     service: AtomicU8,
     parts: Mutex<Parts>,
@@ -156,6 +160,7 @@ impl Conn {
             state: AtomicU8::new(OPEN),
             sched: AtomicU8::new(0),
             read_seen: AtomicU8::new(READ_NOTHING),
+            peer_closed: AtomicBool::new(false),
             service: AtomicU8::new(service),
             parts: Mutex::new(Parts { protocol: Some(protocol) }),
             output: Mutex::new(Output::default()),
@@ -198,16 +203,23 @@ impl Conn {
 
     /// Reads available bytes into `buf` (through the read hook if one is set).
     /// `Ok(0)` means nothing more for now: the next arrival calls `on_data` again.
+    /// A read that returns fewer bytes than `buf` holds may also be the last of a
+    /// turn: if anything can still be there (read hooks buffer, or the peer has
+    /// closed), the hook is called again as for a read that left data unread.
     /// When the peer has closed, the connection closes after its output is flushed and
     /// `Ok(0)` is returned; a socket error closes it and is returned.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         if !matches!(self.state(), OPEN | CLOSING) {
             return Err(io::ErrorKind::NotConnected.into());
         }
+        let mut hooked = false;
         let result = loop {
             let mut hooks = lock_hooks(&self.0.rare);
             let r = match hooks.as_mut().and_then(|h| h.as_mut()) {
-                Some(hooks) => hooks.read(&self.0.stream, buf),
+                Some(hooks) => {
+                    hooked = true;
+                    hooks.read(&self.0.stream, buf)
+                }
                 None => (&*self.0.stream).read(buf),
             };
             drop(hooks);
@@ -220,6 +232,17 @@ impl Conn {
                 self.0.read_seen.store(READ_DRAINED, Ordering::Relaxed);
                 self.close();
                 Ok(0)
+            }
+            // A socket read that did not fill `buf` emptied the receive queue: data
+            // arriving later is a new edge, so the socket counts as drained and the
+            // hook may stop without a read that only says `WouldBlock` (tokio clears
+            // readiness the same way). Not through hooks (a TLS layer may hold plain
+            // bytes back), and not once the peer's FIN was reported: its edge may be
+            // gone, and the hook must still come back to read the end of input.
+            Ok(n) if n < buf.len() && !hooked && !self.0.peer_closed.load(Ordering::Acquire) => {
+                self.0.read_seen.store(READ_DRAINED, Ordering::Relaxed);
+                self.touch();
+                Ok(n)
             }
             Ok(n) => {
                 self.0.read_seen.fetch_max(READ_SOME, Ordering::Relaxed);

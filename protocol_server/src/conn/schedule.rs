@@ -23,6 +23,12 @@ impl Conn {
         self.on_event(READABLE);
     }
 
+    /// The reactor reported the peer's FIN or an error (reactor thread, before the
+    /// event is queued): see `Inner::peer_closed`.
+    pub(crate) fn on_peer_closed(&self) {
+        self.0.peer_closed.store(true, Ordering::Release);
+    }
+
     /// Readiness from the reactor (reactor thread): coalesced into one queued task.
     pub(crate) fn on_event(&self, bits: u8) {
         let before = self.0.sched.fetch_or(bits | SCHEDULED, Ordering::AcqRel);
@@ -68,7 +74,13 @@ impl Conn {
                 if self.state() == CLOSING {
                     self.linger();
                 } else {
+                    // `on_ready` may read (a protocol resuming after backpressure): if
+                    // it leaves input it should come back for, call `on_data` too.
+                    self.0.read_seen.store(READ_NOTHING, Ordering::Relaxed);
                     self.with_protocol(|p, c| p.on_ready(c));
+                    if self.state() == OPEN && self.0.read_seen.load(Ordering::Relaxed) == READ_SOME {
+                        self.0.sched.fetch_or(READABLE, Ordering::AcqRel);
+                    }
                 }
             }
             Ok(false) => {}
