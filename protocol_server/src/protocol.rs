@@ -41,10 +41,9 @@ pub trait Protocol: Send + 'static {
 
     /// Data arrived: read it with [`Conn::read`] until it returns `Ok(0)` or fewer bytes
     /// than asked for (see [`Conn::read`]: the hook is called again if that was not
-    /// the end of what is there). If the hook
-    /// read some of it and returns with more unread, it is called again later (after
-    /// other connections had a turn), so reading one request per call is fine. If it
-    /// read nothing, it is not called again until new data arrives or
+    /// the end of what is there). If the hook read some of it and returns with more
+    /// unread, it is called again later (after other connections had a turn), so
+    /// reading one request per call is fine. If it read nothing, it is not called again until new data arrives or
     /// [`Conn::resume_reading`]: that is how a protocol pauses a client (backpressure),
     /// since edge-triggered readiness does not announce data already waiting.
     fn on_data(&mut self, conn: &Conn);
