@@ -91,10 +91,8 @@ fn number_after(text: &str, label: &str) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-#[test]
-fn ab_with_and_without_keep_alive_reports_no_failures() {
-    let site = TempSite::new();
-    let httpd = Httpd::start(&site.root());
+/// `ab` with and without keep-alive: every request completes with a 2xx.
+fn ab_completes_everything(httpd: &Httpd) {
     for args in [&["-k", "-n", "20000", "-c", "32"][..], &["-n", "5000", "-c", "32"][..]] {
         let out = run(Command::new(tool("ab")).arg("-q").args(args).arg(httpd.url("/hello.txt")));
         let complete = number_after(&out, "Complete requests:").expect("ab reports completions");
@@ -102,6 +100,34 @@ fn ab_with_and_without_keep_alive_reports_no_failures() {
         assert_eq!(number_after(&out, "Failed requests:"), Some(0), "{out}");
         assert_eq!(number_after(&out, "Non-2xx responses:").unwrap_or(0), 0, "{out}");
     }
+}
+
+#[test]
+fn ab_with_and_without_keep_alive_reports_no_failures() {
+    let site = TempSite::new();
+    let httpd = Httpd::start(&site.root());
+    ab_completes_everything(&httpd);
+}
+
+#[test]
+fn inline_with_two_processes_serves_ab_and_exits_0_on_sigterm() {
+    let site = TempSite::new();
+    let mut httpd = Httpd::start_with(&site.root(), &["--quiet", "--inline", "--processes", "2"]);
+    ab_completes_everything(&httpd);
+    let pid = nix::unistd::Pid::from_raw(httpd.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal the root");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = httpd.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the inline server did not exit within {PATIENCE:?} of SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(status.success(), "exit status after SIGTERM: {status}");
 }
 
 #[test]
