@@ -14,6 +14,9 @@
 //!   order they were queued.
 //! - [`Pool::signal`] stops intake, [`Pool::wait`] drains and joins, [`Pool::finish`]
 //!   does both, and so does dropping the pool. A panicking task is logged and contained.
+//! - A *driven* pool ([`Builder::driven`]) has one worker and no thread: an event loop
+//!   polls its doorbell and runs its tasks with [`Pool::drive`] between polls (the
+//!   same park/wake handshake, with the loop's `epoll_wait` in place of the pipe read).
 //!
 //! ```
 //! # if async_pool::MODEL_CHECKING { return; } // loom primitives only work inside loom::model
@@ -266,8 +269,8 @@ impl Pool {
 
     /// A driven pool's turn: runs up to `budget` queued tasks on the calling thread
     /// and returns whether tasks are left (then come back soon, without blocking).
-    /// Does nothing and returns false on a pool with worker threads, or when called
-    /// from one of the tasks it runs.
+    /// Does nothing and returns false on a pool with worker threads, or while a turn
+    /// is already running (called from one of its tasks, or from a second thread).
     pub fn drive(&self, budget: usize) -> bool {
         let Some(driver) = &self.driver else { return false };
         if driver.driving.swap(true, Ordering::Acquire) {

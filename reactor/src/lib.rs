@@ -9,7 +9,10 @@
 //!
 //! It runs no protocol code. Readiness goes to the layer above through [`Dispatch`]
 //! (which typically queues a task on the [`async_pool::Pool`]); due timers go straight
-//! to the pool. Other threads reach the loop through a [`Handle`]. Connections are handed
+//! to the pool. A *driven* pool (`async_pool::Builder::driven`) is the exception by
+//! choice: its doorbell joins the poll and the loop runs its tasks between polls
+//! (the server's inline mode). The loop runs under `SCHED_BATCH` by default
+//! ([`Builder::batch_scheduling`]). Other threads reach the loop through a [`Handle`]. Connections are handed
 //! up as non-blocking `std::net::TcpStream`s: no `mio` type is part of this API, so the
 //! engine under it can change. What is Linux-only lives in one private `sys` module.
 //!
