@@ -169,30 +169,20 @@ impl Builder {
     /// Starts the workers. Fails if a pipe cannot be made or a thread cannot start;
     /// workers already started are then finished before returning.
     pub fn build(self) -> io::Result<Pool> {
-        if self.driven {
-            let (worker, consumer) = Worker::driven(0, self.ring_capacity)?;
-            let shared = sync::Arc::new(Shared {
-                workers: vec![worker].into_boxed_slice(),
-                next: CachePadded(AtomicUsize::new(0)),
-                closed: AtomicBool::new(false),
-            });
-            let mut pool = Pool::assemble(shared, Vec::new());
-            pool.driver = Some(Driver {
-                consumer: Mutex::new(consumer),
-                thread: Mutex::new(thread::current().id()),
-                driving: AtomicBool::new(false),
-            });
-            return Ok(pool);
-        }
-        let threads = match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
+        let threads = match (self.driven, self.threads) {
+            (true, _) => 1,
+            (false, 0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            (false, n) => n,
         }
         .min(usize::from(u16::MAX));
         let mut workers = Vec::with_capacity(threads);
         let mut consumers = Vec::with_capacity(threads);
         for index in 0..threads {
-            let (worker, consumer) = Worker::new(index, self.ring_capacity)?;
+            let (worker, consumer) = if self.driven {
+                Worker::driven(index, self.ring_capacity)?
+            } else {
+                Worker::new(index, self.ring_capacity)?
+            };
             workers.push(worker);
             consumers.push(consumer);
         }
@@ -201,6 +191,15 @@ impl Builder {
             next: CachePadded(AtomicUsize::new(0)),
             closed: AtomicBool::new(false),
         });
+        if self.driven {
+            let mut pool = Pool::assemble(shared, Vec::new());
+            pool.driver = Some(Driver {
+                consumer: Mutex::new(consumers.pop().expect("a driven pool made its one worker")),
+                thread: Mutex::new(thread::current().id()),
+                driving: AtomicBool::new(false),
+            });
+            return Ok(pool);
+        }
         let mut handles = Vec::with_capacity(threads);
         for (index, mut consumer) in consumers.into_iter().enumerate() {
             let mine = sync::Arc::clone(&shared);
@@ -267,6 +266,11 @@ impl Pool {
         self.driver.is_some()
     }
 
+    /// A driven pool's one worker; `None` for a pool with threads.
+    fn driven_worker(&self) -> Option<&Worker> {
+        self.driver.as_ref().map(|_| &self.shared.workers[0])
+    }
+
     /// A driven pool's turn: runs up to `budget` queued tasks on the calling thread
     /// and returns whether tasks are left (then come back soon, without blocking).
     /// Does nothing and returns false on a pool with worker threads, or while a turn
@@ -287,22 +291,18 @@ impl Pool {
     /// if tasks are queued: do not block then (poll with a zero timeout). Call
     /// [`Pool::end_wait`] when the poll returns. Always true on a pool with threads.
     pub fn prepare_wait(&self) -> bool {
-        self.driver.is_none() || self.shared.workers[0].prepare_wait()
+        self.driven_worker().is_none_or(Worker::prepare_wait)
     }
 
     /// The driver's poll returned (see [`Pool::prepare_wait`]).
     pub fn end_wait(&self) {
-        if self.driver.is_some() {
-            self.shared.workers[0].end_wait();
-        }
+        self.driven_worker().inspect(|w| w.end_wait());
     }
 
     /// Blocks the calling thread until a task is queued for a driven pool, for a
     /// driver that has nothing else to poll. Returns at once on a pool with threads.
     pub fn park_driver(&self) {
-        if self.driver.is_some() {
-            self.shared.workers[0].park_driver();
-        }
+        self.driven_worker().inspect(|w| w.park());
     }
 
     /// The descriptor a driven pool's driver polls for readability: it becomes
@@ -310,16 +310,14 @@ impl Pool {
     /// reported, [`Pool::clear_doorbell`]. `None` on a pool with threads.
     #[cfg(not(loom))]
     pub fn doorbell_fd(&self) -> Option<sys::PollFd<'_>> {
-        self.driver.as_ref().map(|_| self.shared.workers[0].doorbell().fd())
+        self.driven_worker().map(|w| w.doorbell().fd())
     }
 
     /// Swallows the doorbell's rings (a driven pool, after its descriptor was
     /// reported readable), so that the next ring is a new edge.
     pub fn clear_doorbell(&self) {
-        if self.driver.is_some() {
-            if let Err(e) = self.shared.workers[0].doorbell().clear() {
-                log::error!("async_pool: cannot read the driven worker's pipe: {e}");
-            }
+        if let Err(e) = self.driven_worker().map_or(Ok(()), |w| w.doorbell().clear()) {
+            log::error!("async_pool: cannot read the driven worker's pipe: {e}");
         }
     }
 

@@ -217,10 +217,9 @@ impl Worker {
         self.has_work()
     }
 
-    /// The driver of a driven worker is about to block elsewhere (in `epoll_wait`):
-    /// announces it as parked, so that producers ring the doorbell from now on. False
-    /// if work is queued: the driver must not block then. The handshake is the one of
-    /// [`Worker::park`], with the driver's own wait in place of the pipe read.
+    /// The worker (or a driven worker's driver, about to block in its `epoll_wait`)
+    /// announces it parks, so that producers ring the doorbell from now on. False if
+    /// work is queued: it must not block then. See the module doc for the handshake.
     pub(crate) fn prepare_wait(&self) -> bool {
         self.state.store(PARKED, Ordering::SeqCst);
         fence(Ordering::SeqCst);
@@ -231,21 +230,12 @@ impl Worker {
         true
     }
 
-    /// The driver's wait is over: producers need not ring any more.
+    /// The wait is over: producers need not ring any more.
     pub(crate) fn end_wait(&self) {
-        // A NOTIFIED overwritten here left a byte in the pipe, which the driver's poll
-        // reports and `clear_doorbell` swallows: one spurious turn, never a lost task.
+        // A NOTIFIED overwritten here left a byte in the pipe: the next park returns at
+        // once (a driver's poll reports it and `clear_doorbell` swallows it), one
+        // spurious turn, never a lost task.
         self.state.store(RUNNING, Ordering::SeqCst);
-    }
-
-    /// Blocks a driven worker's driver on the doorbell until a task is queued.
-    pub(crate) fn park_driver(&self) {
-        if self.prepare_wait() {
-            if let Err(e) = self.doorbell.wait() {
-                log::error!("async_pool: the driver of worker {} cannot read its pipe: {e}", self.index);
-            }
-        }
-        self.end_wait();
     }
 
     pub(crate) fn doorbell(&self) -> &Doorbell {
@@ -287,17 +277,15 @@ impl Worker {
         })
     }
 
-    fn park(&self) {
-        self.state.store(PARKED, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if !self.has_work() && !self.ring.is_closed() {
+    /// Blocks on the doorbell until a task is queued (or the ring closes): a worker
+    /// thread with nothing to do, or a driven worker's driver ([`crate::Pool::park_driver`]).
+    pub(crate) fn park(&self) {
+        if self.prepare_wait() && !self.ring.is_closed() {
             if let Err(e) = self.doorbell.wait() {
                 log::error!("async_pool: worker {} cannot read its pipe: {e}", self.index);
             }
         }
-        // A NOTIFIED we overwrite here left a byte in the pipe: the next park returns
-        // at once and parks again, one spurious turn, never a lost task.
-        self.state.store(RUNNING, Ordering::SeqCst);
+        self.end_wait();
     }
 
     fn execute(&self, task: Task) {
