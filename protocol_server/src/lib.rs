@@ -9,10 +9,13 @@
 //!
 //! - [`Builder`] (from [`Server::builder`]) is the original `start_server(...)`.
 //! - [`Conn`] is the connection handle: `read`, `write`, `write_move`,
-//!   `write_urgent`, `send_file`, `close`, `touch`, `set_timeout`, `hijack`,
+//!   `write_shared`, `write_urgent`, `send_file`, `backlogged`, `close`, `touch`, `set_timeout`, `hijack`,
 //!   `set_rw_hooks`, `set_protocol`.
 //! - [`Server`] has the group operations: `count`, `each`, `each_block`, `fd_task`,
 //!   `run_after`, `run_every`, `stop`, `stop_all`, `root_pid`.
+//!
+//! - [`Batch`] queues writes to many connections and sends each connection's share
+//!   in one `writev` when flushed (a broker's fan-out).
 //!
 //! Output is buffered per connection up to `max_output` and flushed on writability;
 //! a peer that stops reading past it is disconnected. Idle connections get
@@ -22,6 +25,7 @@
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod batch;
 mod builder;
 mod conn;
 mod dispatch;
@@ -38,7 +42,9 @@ use std::io;
 use std::net::TcpStream;
 use std::sync::{Mutex, MutexGuard};
 
+pub use batch::Batch;
 pub use builder::{Builder, Factory};
+pub use bytes::Bytes;
 pub use conn::Conn;
 pub use error::{Error, WriteError};
 pub use protocol::{Protocol, Shutdown};

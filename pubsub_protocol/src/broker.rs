@@ -5,18 +5,24 @@
 //! session, then the leaf locks (the retained map, the rules in force, the blocked
 //! publishers), each of which is never held while taking another. A takeover and
 //! the expiry of sessions hold the map while taking the trie; SUBSCRIBE holds the
-//! trie while taking its session; a publish takes the trie alone, then the map (read)
-//! to find the sessions, then each session in turn.
+//! trie while taking its session; a publish takes the trie alone (read) to copy out
+//! its subscribers' sessions, then each session in turn.
+//!
+//! The data path: a PUBLISH is decoded once (topic and payload shared), and sent to
+//! each subscriber through the caller's [`Batch`], so that every subscriber gets the
+//! messages of one read in one `writev`. At QoS 0 all subscribers get the same bytes,
+//! encoded once ([`Wire`]); at QoS 1/2 each gets its own head (its packet id) and the
+//! shared payload.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use protocol_server::{Conn, ConnId, Server};
+use protocol_server::{Batch, Bytes, Conn, ConnId, Server};
 
 pub use crate::config::{Config, Overflow};
-pub(crate) use crate::session::{Inflight, Session, Who};
+pub(crate) use crate::session::{Inflight, Session, SessionRef, Who};
 pub use crate::stats::Stats;
 
 use crate::packet::{Packet, Publish, QoS};
@@ -33,7 +39,9 @@ const SOCKET_BACKLOG: usize = 64 * 1024;
 pub struct Broker {
     pub(crate) config: Config,
     pub(crate) sessions: RwLock<HashMap<Arc<str>, Arc<Mutex<Session>>>>,
-    pub(crate) subscriptions: RwLock<Trie<Arc<str>>>,
+    /// Who subscribed to what, by session: a publish finds its subscribers' sessions
+    /// here without the session map.
+    pub(crate) subscriptions: RwLock<Trie<SessionRef>>,
     pub(crate) retained: RwLock<Retained>,
     /// Sessions in `sessions` that are persistent (not clean): changed with the
     /// session map's write lock held, read without it for the bound.
@@ -129,32 +137,22 @@ impl Broker {
     /// Routes an incoming publish: the retained store, then every matching subscriber
     /// once at min(publish QoS, granted QoS) ([MQTT-3.3.5-1]). Returns the sessions
     /// whose queue is now full (under `Overflow::Block` the publisher waits for them).
-    /// `from` names the origin in log lines (a client id, a will, `$SYS`).
-    pub(crate) fn publish(&self, msg: &Publish, from: &str) -> Vec<Arc<Mutex<Session>>> {
+    /// `from` names the origin in log lines (a client id, a will, `$SYS`); what is
+    /// sent leaves when `out` is flushed.
+    pub(crate) fn publish(&self, msg: &Publish, from: &str, out: &mut Batch) -> Vec<Arc<Mutex<Session>>> {
         if msg.retain {
             self.retain(msg, from);
         }
+        // Copied out, so the trie is not held while sessions are locked and written.
         let targets = self.subscriptions.read().unwrap_or_else(|p| p.into_inner()).subscribers(&msg.topic);
-        // One read lock of the session map for the whole fan-out, not one per subscriber.
-        let sessions: Vec<_> = {
-            let all = self.sessions.read().unwrap_or_else(|p| p.into_inner());
-            targets
-                .into_iter()
-                .filter_map(|(client, granted)| Some((all.get(&client)?.clone(), granted)))
-                .collect()
-        };
         let mut full = Vec::new();
         let rules = self.acl();
-        for (session, granted) in sessions {
-            let out = Publish {
-                dup: false,
-                retain: false,
-                qos: msg.qos.min(granted),
-                packet_id: None,
-                ..msg.clone()
-            };
+        let mut wire = Wire::default();
+        for (SessionRef(session), granted) in targets {
             let mut s = lock(&session);
-            if self.readable(rules.as_deref(), &s, &out.topic) && self.deliver(&mut s, out) {
+            if self.readable(rules.as_deref(), &s, &msg.topic)
+                && self.deliver(&mut s, msg, msg.qos.min(granted), false, &mut wire, out)
+            {
                 drop(s);
                 full.push(session);
             }
@@ -174,7 +172,7 @@ impl Broker {
 
     /// Sends the retained messages matching `filter` to a new subscription, flagged
     /// retained ([MQTT-3.3.1-6]).
-    pub(crate) fn send_retained(&self, session: &mut Session, filter: &str, granted: QoS) {
+    pub(crate) fn send_retained(&self, session: &mut Session, filter: &str, granted: QoS, out: &mut Batch) {
         let retained: Vec<Publish> = {
             let all = self.retained.read().unwrap_or_else(|p| p.into_inner());
             all.iter()
@@ -184,11 +182,9 @@ impl Broker {
         };
         let rules = self.acl();
         for m in retained {
-            if !self.readable(rules.as_deref(), session, &m.topic) {
-                continue;
+            if self.readable(rules.as_deref(), session, &m.topic) {
+                self.deliver(session, &m, m.qos.min(granted), true, &mut Wire::default(), out);
             }
-            let out = Publish { dup: false, retain: true, qos: m.qos.min(granted), packet_id: None, ..m };
-            self.deliver(session, out);
         }
     }
 
@@ -199,33 +195,84 @@ impl Broker {
         self.config.message_expiry.is_some_and(|ttl| outlived(topic, at, ttl))
     }
 
-    /// Sends now, or queues: QoS 1/2 while the client is offline or its window full,
-    /// any QoS while its socket is backlogged. Returns whether the queue is full.
-    pub(crate) fn deliver(&self, session: &mut Session, msg: Publish) -> bool {
+    /// Sends `msg` at `qos` (flagged `retain`) now, or queues it: QoS 1/2 while the
+    /// client is offline or its window full, any QoS while its socket is backlogged.
+    /// Returns whether the queue is full.
+    pub(crate) fn deliver(
+        &self,
+        session: &mut Session,
+        msg: &Publish,
+        qos: QoS,
+        retain: bool,
+        wire: &mut Wire,
+        out: &mut Batch,
+    ) -> bool {
         let online = session.online();
-        if !online && msg.qos == QoS::AtMostOnce {
+        if !online && qos == QoS::AtMostOnce {
             return false; // QoS 0 is not kept for offline clients
         }
-        if online && session.queue.is_empty() && self.can_send(session, msg.qos) {
-            self.send_now(session, msg);
+        if online && session.queue.is_empty() && self.can_send(session, qos) {
+            self.send_now(session, msg, qos, retain, wire, out);
             return false;
         }
-        self.enqueue(session, msg)
+        let copy = Publish {
+            dup: false,
+            qos,
+            retain,
+            topic: Arc::clone(&msg.topic),
+            packet_id: None,
+            payload: msg.payload.clone(),
+        };
+        self.enqueue(session, copy)
     }
 
+    /// Whether a message at `qos` may go to the socket now: the window has room and
+    /// the socket is not backlogged (if it is, `on_ready` follows its drain, and the
+    /// session's queue goes then).
     fn can_send(&self, session: &Session, qos: QoS) -> bool {
-        let backlog = session.conn.as_ref().map_or(usize::MAX, Conn::queued);
-        backlog < SOCKET_BACKLOG
-            && (qos == QoS::AtMostOnce || session.inflight.len() < self.config.max_inflight)
+        let Some(conn) = &session.conn else { return false };
+        (qos == QoS::AtMostOnce || session.inflight.len() < self.config.max_inflight)
+            && !conn.backlogged(SOCKET_BACKLOG)
     }
 
-    fn send_now(&self, session: &mut Session, mut msg: Publish) {
-        if msg.qos != QoS::AtMostOnce {
+    fn send_now(
+        &self,
+        session: &mut Session,
+        msg: &Publish,
+        qos: QoS,
+        retain: bool,
+        wire: &mut Wire,
+        out: &mut Batch,
+    ) {
+        let size = if qos == QoS::AtMostOnce {
+            let Some(conn) = &session.conn else { return };
+            let bytes = wire.qos0(msg, retain);
+            let size = bytes.len();
+            let _ = out.write_shared(conn, bytes); // a peer that cannot take it is cut off
+            size
+        } else {
             let id = session.next_id();
-            msg.packet_id = Some(id);
-            session.inflight.push((id, Inflight::Publish(msg.clone())));
-        }
-        self.send(session, &Packet::Publish(msg));
+            let copy = Publish {
+                dup: false,
+                qos,
+                retain,
+                topic: Arc::clone(&msg.topic),
+                packet_id: Some(id),
+                payload: msg.payload.clone(),
+            };
+            let head = copy.head();
+            let size = head.len() + copy.payload.len();
+            if let Some(conn) = &session.conn {
+                let _ = out.write(conn, head);
+                if !copy.payload.is_empty() {
+                    let _ = out.write_shared(conn, copy.payload.clone());
+                }
+            }
+            session.inflight.push((id, Inflight::Publish(copy)));
+            size
+        };
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes_sent.fetch_add(size as u64, Ordering::Relaxed);
     }
 
     /// Queues under the overflow policy; returns whether the queue is now full and
@@ -267,7 +314,7 @@ impl Broker {
 
     /// Sends queued messages while the window and the socket have room; expired ones
     /// are dropped. Wakes blocked publishers once the queue has room again.
-    pub(crate) fn drain_queue(&self, session: &mut Session) {
+    pub(crate) fn drain_queue(&self, session: &mut Session, out: &mut Batch) {
         let was_full = self.full(session);
         let rules = self.acl();
         while let Some((at, front)) = session.queue.front() {
@@ -284,7 +331,7 @@ impl Broker {
                 break;
             }
             let (_, msg) = session.pop().expect("front() just saw it");
-            self.send_now(session, msg);
+            self.send_now(session, &msg, msg.qos, msg.retain, &mut Wire::default(), out);
         }
         if was_full && !self.full(session) {
             self.wake_publishers();
@@ -353,22 +400,23 @@ impl Broker {
         let Some(ttl) = self.config.persistent_expiry else { return };
         // Lock order as in a takeover: the session map, one session at a time, the trie.
         let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
-        let stale: Vec<(Arc<str>, Vec<String>)> = sessions
+        let stale: Vec<(Arc<str>, SessionRef, Vec<String>)> = sessions
             .iter()
-            .filter_map(|(id, s)| {
-                let s = lock(s);
+            .filter_map(|(id, session)| {
+                let s = lock(session);
                 let unused = !s.clean && s.conn.is_none() && s.left_at.is_some_and(|t| t.elapsed() > ttl);
-                unused.then(|| (Arc::clone(id), s.filters.keys().cloned().collect()))
+                let filters = || s.filters.keys().cloned().collect();
+                unused.then(|| (Arc::clone(id), SessionRef(Arc::clone(session)), filters()))
             })
             .collect();
         if stale.is_empty() {
             return;
         }
         let mut trie = self.subscriptions.write().unwrap_or_else(|p| p.into_inner());
-        for (id, filters) in &stale {
+        for (id, session, filters) in &stale {
             sessions.remove(id);
             for filter in filters {
-                trie.remove(filter, id);
+                trie.remove(filter, session);
             }
             log::info!("client {id}: persistent session removed, unused for over {ttl:?}");
         }
@@ -409,15 +457,22 @@ impl Broker {
         for (i, worker) in server.pool_stats().workers.iter().enumerate() {
             topics.push((format!("workers/{i}/tasks"), text(worker.tasks_run)));
         }
+        let mut out = Batch::new();
         for (topic, payload) in topics {
-            let topic = format!("$SYS/broker/{topic}");
-            let msg =
-                Publish { dup: false, qos: QoS::AtMostOnce, retain: true, topic, packet_id: None, payload };
-            self.publish(&msg, "$SYS");
+            let msg = Publish {
+                dup: false,
+                qos: QoS::AtMostOnce,
+                retain: true,
+                topic: format!("$SYS/broker/{topic}").into(),
+                packet_id: None,
+                payload: payload.into(),
+            };
+            self.publish(&msg, "$SYS", &mut out);
         }
     }
 
-    pub(crate) fn send(&self, session: &Session, packet: &Packet) {
+    /// Sends a packet other than a first delivery (a PUBREL, a resent PUBLISH).
+    pub(crate) fn send(&self, session: &Session, packet: &Packet, out: &mut Batch) {
         let Some(conn) = &session.conn else { return };
         if matches!(packet, Packet::Publish(_)) {
             self.stats.sent.fetch_add(1, Ordering::Relaxed);
@@ -425,6 +480,29 @@ impl Broker {
         let bytes = packet.to_bytes();
         self.stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         // A peer too slow to take even this is cut off by max_output.
-        let _ = conn.write_move(bytes);
+        let _ = out.write(conn, bytes);
+    }
+}
+
+/// The QoS 0 wire form of one message, encoded on first use and then shared by every
+/// subscriber that gets it at QoS 0.
+#[derive(Debug, Default)]
+pub(crate) struct Wire(Option<Bytes>);
+
+impl Wire {
+    fn qos0(&mut self, msg: &Publish, retain: bool) -> Bytes {
+        self.0
+            .get_or_insert_with(|| {
+                let copy = Publish {
+                    dup: false,
+                    qos: QoS::AtMostOnce,
+                    retain,
+                    topic: Arc::clone(&msg.topic),
+                    packet_id: None,
+                    payload: msg.payload.clone(),
+                };
+                copy.to_shared()
+            })
+            .clone()
     }
 }

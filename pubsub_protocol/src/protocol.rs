@@ -5,9 +5,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use protocol_server::{Conn, Protocol};
+use protocol_server::{Batch, Conn, Protocol};
 
-use crate::broker::{lock, Broker, Inflight, Overflow, Session, Who};
+use crate::broker::{lock, Broker, Inflight, Overflow, Session, SessionRef, Who};
 use crate::packet::{
     self, Connack, Connect, ConnectReturn, LastWill, Packet, Publish, QoS, Subscribe, Unsubscribe,
 };
@@ -70,7 +70,7 @@ impl Mqtt {
         Mqtt { broker, input: Vec::new(), client: None, will: None, held: Hold::default() }
     }
 
-    fn feed(&mut self, conn: &Conn, data: &[u8]) -> Result<(), String> {
+    fn feed(&mut self, conn: &Conn, data: &[u8], out: &mut Batch) -> Result<(), String> {
         self.input.extend_from_slice(data);
         let mut used = 0;
         let result = loop {
@@ -85,14 +85,14 @@ impl Mqtt {
             match packet::decode(&self.input[used..], self.broker.config.max_packet) {
                 Ok(Some((packet, size))) => {
                     used += size;
-                    if let Err(e) = self.handle(conn, packet) {
+                    if let Err(e) = self.handle(conn, packet, out) {
                         break Err(e);
                     }
                 }
                 Ok(None) => break Ok(()),
                 Err(e @ packet::Error::UnsupportedLevel(_)) if self.client.is_none() => {
                     let refused = Connack { session_present: false, code: ConnectReturn::BadLevel };
-                    write(conn, &Packet::Connack(refused)); // [MQTT-3.1.2-2]
+                    write(conn, &Packet::Connack(refused), out); // [MQTT-3.1.2-2]
                     break Err(format!("CONNECT refused: {e}"));
                 }
                 Err(e) => break Err(format!("malformed packet: {e}")),
@@ -107,23 +107,23 @@ impl Mqtt {
 
     /// Woken (or never blocked): route held-back publishes, in order, until one finds
     /// a full queue again.
-    fn release(&mut self, conn: &Conn) {
+    fn release(&mut self, conn: &Conn, out: &mut Batch) {
         if self.held.blocked() && self.broker.is_blocked(conn) {
             return;
         }
         self.held.set_blocked(false);
         while let Some(p) = self.held.pop_front() {
-            self.route(conn, &p);
+            self.route(conn, &p, out);
             if self.held.blocked() {
                 break;
             }
         }
     }
 
-    fn handle(&mut self, conn: &Conn, packet: Packet) -> Result<(), String> {
+    fn handle(&mut self, conn: &Conn, packet: Packet, out: &mut Batch) -> Result<(), String> {
         let Some((_, session)) = self.client.clone() else {
             return match packet {
-                Packet::Connect(c) => self.connect(conn, c),
+                Packet::Connect(c) => self.connect(conn, c, out),
                 other => Err(format!("{other:?} before CONNECT")), // [MQTT-3.1.0-1]
             };
         };
@@ -133,11 +133,11 @@ impl Mqtt {
         }
         match packet {
             Packet::Connect(_) => Err("second CONNECT".into()), // [MQTT-3.1.0-2]
-            Packet::Publish(p) => self.publish(conn, p),
+            Packet::Publish(p) => self.publish(conn, p, out),
             Packet::Puback(id) | Packet::Pubcomp(id) => {
                 let mut s = lock(&session);
                 s.inflight.retain(|(used, _)| *used != id);
-                self.broker.drain_queue(&mut s);
+                self.broker.drain_queue(&mut s, out);
                 Ok(())
             }
             Packet::Pubrec(id) => {
@@ -145,14 +145,14 @@ impl Mqtt {
                 if let Some(entry) = s.inflight.iter_mut().find(|(used, _)| *used == id) {
                     entry.1 = Inflight::Released;
                 }
-                self.broker.send(&s, &Packet::Pubrel(id));
+                self.broker.send(&s, &Packet::Pubrel(id), out);
                 Ok(())
             }
             Packet::Pubrel(id) => {
                 if let Some(ids) = lock(&session).receiving.as_mut() {
                     ids.remove(&id);
                 }
-                write(conn, &Packet::Pubcomp(id));
+                write(conn, &Packet::Pubcomp(id), out);
                 Ok(())
             }
             Packet::Subscribe(s) => {
@@ -162,15 +162,15 @@ impl Mqtt {
                 if let Some((bad, _)) = s.filters.iter().find(|(f, _)| !valid_filter(f)) {
                     return Err(format!("invalid topic filter {bad:?}"));
                 }
-                self.subscribe(conn, &session, s);
+                self.subscribe(conn, &session, s, out);
                 Ok(())
             }
             Packet::Unsubscribe(u) => {
-                self.unsubscribe(conn, &session, u);
+                self.unsubscribe(conn, &session, u, out);
                 Ok(())
             }
             Packet::Pingreq => {
-                write(conn, &Packet::Pingresp);
+                write(conn, &Packet::Pingresp, out);
                 Ok(())
             }
             Packet::Disconnect => {
@@ -182,9 +182,9 @@ impl Mqtt {
         }
     }
 
-    fn connect(&mut self, conn: &Conn, c: Connect) -> Result<(), String> {
-        let refuse = |code| {
-            write(conn, &Packet::Connack(Connack { session_present: false, code }));
+    fn connect(&mut self, conn: &Conn, c: Connect, out: &mut Batch) -> Result<(), String> {
+        let mut refuse = |code| {
+            write(conn, &Packet::Connack(Connack { session_present: false, code }), out);
             Err(format!("CONNECT refused: {code:?}"))
         };
         if c.level != 4 {
@@ -238,9 +238,10 @@ impl Mqtt {
         let mut s = lock(&session);
         s.conn = Some(conn.clone());
         s.who = Some(Who { id: Arc::clone(&id), username: c.username.map(String::into_boxed_str) });
-        write(conn, &Packet::Connack(Connack { session_present: present, code: ConnectReturn::Accepted }));
-        self.resend(&mut s); // a resumed session: unacknowledged messages first, with DUP
-        self.broker.drain_queue(&mut s);
+        let accepted = Connack { session_present: present, code: ConnectReturn::Accepted };
+        write(conn, &Packet::Connack(accepted), out);
+        self.resend(&mut s, out); // a resumed session: unacknowledged messages first, with DUP
+        self.broker.drain_queue(&mut s, out);
         Ok(())
     }
 
@@ -277,7 +278,7 @@ impl Mqtt {
             Some(old) if !clean && !lock(&old).clean => (old, true),
             Some(old) => {
                 let filters = lock(&old).filters.keys().cloned().collect();
-                self.forget(id, filters);
+                self.forget(&old, filters);
                 self.broker.wake_publishers(); // its queue is gone: blocked publishers may go on
                 (Arc::default(), false)
             }
@@ -294,14 +295,15 @@ impl Mqtt {
 
     /// Removes a session's subscriptions. Lock order everywhere: the trie is never
     /// taken while a session is locked and then waited for the other way round.
-    fn forget(&self, id: &Arc<str>, filters: Vec<String>) {
+    fn forget(&self, session: &Arc<Mutex<Session>>, filters: Vec<String>) {
+        let who = SessionRef(Arc::clone(session));
         let mut trie = self.broker.subscriptions.write().unwrap_or_else(|p| p.into_inner());
         for filter in &filters {
-            trie.remove(filter, id);
+            trie.remove(filter, &who);
         }
     }
 
-    fn resend(&self, s: &mut Session) {
+    fn resend(&self, s: &mut Session, out: &mut Batch) {
         let pending: Vec<Packet> = s
             .inflight
             .iter()
@@ -311,11 +313,11 @@ impl Mqtt {
             })
             .collect();
         for packet in pending {
-            self.broker.send(s, &packet);
+            self.broker.send(s, &packet, out);
         }
     }
 
-    fn publish(&mut self, conn: &Conn, p: Publish) -> Result<(), String> {
+    fn publish(&mut self, conn: &Conn, p: Publish, out: &mut Batch) -> Result<(), String> {
         if p.qos != QoS::AtMostOnce && p.packet_id.is_none() {
             return Err("QoS > 0 without a packet id".into());
         }
@@ -330,21 +332,21 @@ impl Mqtt {
             // Waits its turn: acknowledgements leave in the order PUBLISHes came
             // ([MQTT-4.6.0-2]), denied ones included.
             self.held.push_back(p);
-            self.release(conn); // woken meanwhile? then it goes now
+            self.release(conn, out); // woken meanwhile? then it goes now
         } else {
-            self.route(conn, &p);
+            self.route(conn, &p, out);
         }
         Ok(())
     }
 
     /// Routes one publish and acknowledges it; under `Overflow::Block`, a full
     /// subscriber queue blocks this publisher.
-    fn route(&mut self, conn: &Conn, p: &Publish) {
+    fn route(&mut self, conn: &Conn, p: &Publish, out: &mut Batch) {
         if !self.may_publish(&p.topic) {
             // Acknowledged as the standard allows, so the client does not resend it.
             log::debug!("client {}: PUBLISH to {:?} denied by the ACL", self.client_id(), p.topic);
             self.broker.stats.denied_publishes.fetch_add(1, Ordering::Relaxed);
-            return acknowledge(conn, p);
+            return acknowledge(conn, p, out);
         }
         let full = match (p.qos, p.packet_id) {
             // Ids between PUBREC and PUBREL belong to the session: a PUBLISH resent after
@@ -355,22 +357,22 @@ impl Mqtt {
                     .as_ref()
                     .is_some_and(|(_, s)| lock(s).receiving.get_or_insert_with(Box::default).insert(id));
                 if first {
-                    self.broker.publish(p, self.client_id())
+                    self.broker.publish(p, self.client_id(), out)
                 } else {
                     Vec::new()
                 }
             }
-            _ => self.broker.publish(p, self.client_id()),
+            _ => self.broker.publish(p, self.client_id(), out),
         };
         // Blocked before the acknowledgement leaves: whoever sees the ack sees the block.
         if !full.is_empty() && self.broker.config.overflow == Overflow::Block {
             let blocked = self.broker.block(conn, &full);
             self.held.set_blocked(blocked);
         }
-        acknowledge(conn, p);
+        acknowledge(conn, p, out);
     }
 
-    fn subscribe(&self, conn: &Conn, session: &Arc<Mutex<Session>>, sub: Subscribe) {
+    fn subscribe(&self, conn: &Conn, session: &Arc<Mutex<Session>>, sub: Subscribe, out: &mut Batch) {
         let Some((id, _)) = &self.client else { return };
         let mut codes = Vec::with_capacity(sub.filters.len());
         let mut granted = Vec::new();
@@ -390,7 +392,7 @@ impl Mqtt {
                     self.broker.stats.denied_subscriptions.fetch_add(1, Ordering::Relaxed);
                 }
                 if allowed {
-                    trie.insert(filter, Arc::clone(id), *qos);
+                    trie.insert(filter, SessionRef(Arc::clone(session)), *qos);
                     s.filters.insert(filter.clone(), *qos);
                     codes.push(*qos as u8);
                     granted.push((filter.clone(), *qos));
@@ -399,24 +401,27 @@ impl Mqtt {
                 }
             }
         }
-        write(conn, &Packet::Suback(sub.packet_id, codes)); // before any retained message ([MQTT-3.8.4-4])
+        write(conn, &Packet::Suback(sub.packet_id, codes), out); // before any retained message ([MQTT-3.8.4-4])
         let mut s = lock(session);
         for (filter, qos) in granted {
-            self.broker.send_retained(&mut s, &filter, qos);
+            self.broker.send_retained(&mut s, &filter, qos, out);
         }
     }
 
-    fn unsubscribe(&self, conn: &Conn, session: &Arc<Mutex<Session>>, unsub: Unsubscribe) {
-        let Some((id, _)) = &self.client else { return };
+    fn unsubscribe(&self, conn: &Conn, session: &Arc<Mutex<Session>>, unsub: Unsubscribe, out: &mut Batch) {
+        if self.client.is_none() {
+            return;
+        }
         {
+            let who = SessionRef(Arc::clone(session));
             let mut trie = self.broker.subscriptions.write().unwrap_or_else(|p| p.into_inner());
             let mut s = lock(session);
             for filter in &unsub.filters {
-                trie.remove(filter, id);
+                trie.remove(filter, &who);
                 s.filters.remove(filter);
             }
         }
-        write(conn, &Packet::Unsuback(unsub.packet_id)); // even if nothing matched ([MQTT-3.10.4-5])
+        write(conn, &Packet::Unsuback(unsub.packet_id), out); // even if nothing matched ([MQTT-3.10.4-5])
     }
 }
 
@@ -441,16 +446,17 @@ impl Mqtt {
 }
 
 /// PUBACK or PUBREC, as the publish's QoS asks.
-fn acknowledge(conn: &Conn, p: &Publish) {
+fn acknowledge(conn: &Conn, p: &Publish, out: &mut Batch) {
     match (p.qos, p.packet_id) {
-        (QoS::AtLeastOnce, Some(id)) => write(conn, &Packet::Puback(id)), // [MQTT-4.3.2-2]
-        (QoS::ExactlyOnce, Some(id)) => write(conn, &Packet::Pubrec(id)), // [MQTT-4.3.3-2]
+        (QoS::AtLeastOnce, Some(id)) => write(conn, &Packet::Puback(id), out), // [MQTT-4.3.2-2]
+        (QoS::ExactlyOnce, Some(id)) => write(conn, &Packet::Pubrec(id), out), // [MQTT-4.3.3-2]
         _ => {}
     }
 }
 
-fn write(conn: &Conn, packet: &Packet) {
-    let _ = conn.write_move(packet.to_bytes());
+/// Queues `packet` in `out`: it leaves with the rest of this turn's output.
+fn write(conn: &Conn, packet: &Packet, out: &mut Batch) {
+    let _ = out.write(conn, packet.to_bytes());
 }
 
 impl Protocol for Mqtt {
@@ -459,11 +465,15 @@ impl Protocol for Mqtt {
     }
 
     fn on_data(&mut self, conn: &Conn) {
+        // What the packets of one read send (to subscribers, acknowledgements) leaves
+        // after that read: one `writev` per connection for all of it.
+        let mut out = Batch::new();
         // Also how the broker wakes a blocked publisher: held-back publishes go first.
-        self.release(conn);
-        if let Err(why) = self.feed(conn, &[]) {
+        self.release(conn, &mut out);
+        if let Err(why) = self.feed(conn, &[], &mut out) {
             return self.refuse(conn, &why);
         }
+        out.flush();
         let mut chunk = [0u8; 16 * 1024];
         for _ in 0..READS_PER_TURN {
             if self.held.len() >= MAX_HELD {
@@ -471,9 +481,10 @@ impl Protocol for Mqtt {
             }
             let Ok(n @ 1..) = conn.read(&mut chunk) else { return };
             self.broker.stats.bytes_received.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-            if let Err(why) = self.feed(conn, &chunk[..n]) {
+            if let Err(why) = self.feed(conn, &chunk[..n], &mut out) {
                 return self.refuse(conn, &why);
             }
+            out.flush();
         }
     }
 
@@ -490,7 +501,7 @@ impl Protocol for Mqtt {
     fn on_ready(&mut self, _conn: &Conn) {
         // Our socket took everything: send what queued behind its backlog.
         if let Some((_, session)) = &self.client {
-            self.broker.drain_queue(&mut lock(session));
+            self.broker.drain_queue(&mut lock(session), &mut Batch::new());
         }
     }
 
@@ -501,13 +512,13 @@ impl Protocol for Mqtt {
                 dup: false,
                 qos: will.qos,
                 retain: will.retain,
-                topic: will.topic,
+                topic: will.topic.into(),
                 packet_id: None,
-                payload: will.message,
+                payload: will.message.into(),
             };
             let from = format!("will of {}", self.client_id());
             if self.may_publish(&msg.topic) {
-                self.broker.publish(&msg, &from);
+                self.broker.publish(&msg, &from, &mut Batch::new());
             } else {
                 log::warn!("{from}: not published, the ACL denies {:?}", msg.topic);
                 self.broker.stats.denied_publishes.fetch_add(1, Ordering::Relaxed);
@@ -528,7 +539,7 @@ impl Protocol for Mqtt {
         }
         let filters = s.filters.keys().cloned().collect();
         drop(s);
-        self.forget(&id, filters);
+        self.forget(&session, filters);
         let mut sessions = self.broker.sessions.write().unwrap_or_else(|p| p.into_inner());
         if sessions.get(&id).is_some_and(|cur| Arc::ptr_eq(cur, &session)) {
             sessions.remove(&id); // [MQTT-3.1.2-6]

@@ -9,7 +9,7 @@ use crate::packet::Publish;
 /// they hold in total (for the bound).
 #[derive(Debug, Default)]
 pub(crate) struct Retained {
-    by_topic: HashMap<String, (Instant, Publish)>,
+    by_topic: HashMap<std::sync::Arc<str>, (Instant, Publish)>,
     bytes: usize,
 }
 
@@ -23,7 +23,7 @@ impl Retained {
     /// an empty payload ([MQTT-3.3.1-10], -11). `Err` if it would exceed `max` messages
     /// or `max_bytes`: the message is then not retained (it is still delivered).
     pub(crate) fn set(&mut self, msg: &Publish, max: usize, max_bytes: usize) -> Result<(), String> {
-        let old = self.by_topic.get(&msg.topic).map(|(_, m)| size(m));
+        let old = self.by_topic.get(&*msg.topic).map(|(_, m)| size(m));
         if msg.payload.is_empty() {
             self.remove(&msg.topic);
             return Ok(());
@@ -87,7 +87,7 @@ mod tests {
             retain: true,
             topic: topic.into(),
             packet_id: None,
-            payload: payload.into(),
+            payload: payload.to_vec().into(),
         }
     }
 

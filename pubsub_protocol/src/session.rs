@@ -2,7 +2,8 @@
 //! flight and the queue of messages not sent yet.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use protocol_server::Conn;
@@ -17,6 +18,27 @@ use crate::retained;
 pub(crate) struct Who {
     pub(crate) id: Arc<str>,
     pub(crate) username: Option<Box<str>>,
+}
+
+/// A session as the subscription trie holds it: by identity (the pointer), so that a
+/// publish reaches its subscribers' sessions without looking each id up in the
+/// session map. A clean session that is replaced is a new `Arc`, and leaves the trie
+/// with its subscriptions; a resumed persistent one is the same `Arc`.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionRef(pub(crate) Arc<Mutex<Session>>);
+
+impl PartialEq for SessionRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SessionRef {}
+
+impl Hash for SessionRef {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.0).hash(state);
+    }
 }
 
 /// An outgoing QoS 1/2 message awaiting its acknowledgement.

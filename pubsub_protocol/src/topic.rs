@@ -170,9 +170,11 @@ impl<S: Clone + Eq + Hash> Trie<S> {
 
     /// Every subscriber whose filters match `topic`, once each, at the highest QoS of
     /// its matching filters ([MQTT-3.3.5-1]).
-    pub fn subscribers(&self, topic: &str) -> HashMap<S, QoS> {
+    pub fn subscribers(&self, topic: &str) -> Vec<(S, QoS)> {
         let levels: Vec<&str> = topic.split('/').collect();
-        let mut found = HashMap::new();
+        // The nodes whose subscribers match. Usually one (an exact filter, or one
+        // wildcard), whose subscribers are distinct already: no need to merge.
+        let mut matched: Vec<&HashMap<S, QoS>> = Vec::new();
         // Nodes still to visit, with how many levels of the topic they consumed; only
         // the root is visited with the topic's first level, where `$` hides wildcards.
         let mut todo = vec![(&self.root, 0)];
@@ -180,10 +182,10 @@ impl<S: Clone + Eq + Hash> Trie<S> {
             let wildcards = depth > 0 || !topic.starts_with('$');
             // `#` matches the parent level too: "a/#" matches "a" ([MQTT-4.7.1-2]).
             if let Some(hash) = node.children.get("#").filter(|_| wildcards) {
-                add(&mut found, &hash.here);
+                matched.push(&hash.here);
             }
             let Some(level) = levels.get(depth) else {
-                add(&mut found, &node.here);
+                matched.push(&node.here);
                 continue;
             };
             if let Some(exact) = node.children.get(*level) {
@@ -193,15 +195,21 @@ impl<S: Clone + Eq + Hash> Trie<S> {
                 todo.push((plus, depth + 1));
             }
         }
-        found
-    }
-}
-
-/// Merges the subscribers of one node into `found`, keeping each one's highest QoS.
-fn add<S: Clone + Eq + Hash>(found: &mut HashMap<S, QoS>, here: &HashMap<S, QoS>) {
-    for (who, qos) in here {
-        let best = found.entry(who.clone()).or_insert(*qos);
-        *best = (*best).max(*qos);
+        matched.retain(|here| !here.is_empty());
+        match matched.as_slice() {
+            [] => Vec::new(),
+            [only] => only.iter().map(|(who, qos)| (who.clone(), *qos)).collect(),
+            several => {
+                let mut found: HashMap<S, QoS> = HashMap::new();
+                for here in several {
+                    for (who, qos) in *here {
+                        let best = found.entry(who.clone()).or_insert(*qos);
+                        *best = (*best).max(*qos);
+                    }
+                }
+                found.into_iter().collect()
+            }
+        }
     }
 }
 
@@ -267,7 +275,11 @@ mod tests {
             assert_eq!(matches(filter, topic), *want, "matches({filter:?}, {topic:?})");
             let mut trie = Trie::default();
             trie.insert(filter, 1u32, QoS::AtLeastOnce);
-            assert_eq!(trie.subscribers(topic).contains_key(&1), *want, "trie: {filter:?} vs {topic:?}");
+            assert_eq!(
+                trie.subscribers(topic).iter().any(|(w, _)| *w == 1),
+                *want,
+                "trie: {filter:?} vs {topic:?}"
+            );
         }
     }
 
@@ -346,7 +358,7 @@ mod tests {
         trie.insert("a/+", "x", QoS::ExactlyOnce);
         trie.insert("a/b", "y", QoS::AtLeastOnce);
         assert!(!trie.insert("a/b", "y", QoS::AtMostOnce), "resubscribing replaces");
-        let got = trie.subscribers("a/b");
+        let got: HashMap<_, _> = trie.subscribers("a/b").into_iter().collect();
         assert_eq!(got.len(), 2);
         assert_eq!(got["x"], QoS::ExactlyOnce);
         assert_eq!(got["y"], QoS::AtMostOnce);

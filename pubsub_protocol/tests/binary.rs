@@ -31,8 +31,8 @@ fn await_sys(
         match watcher.next() {
             // A retained copy is an old value, sent on subscribe: only live ones count.
             Next::Packet(Packet::Publish(m)) if !m.retain => {
-                assert_eq!(m.topic, format!("$SYS/broker/{topic}"));
-                let value = String::from_utf8(m.payload).expect("$SYS values are text");
+                assert_eq!(&*m.topic, format!("$SYS/broker/{topic}"));
+                let value = String::from_utf8(m.payload.to_vec()).expect("$SYS values are text");
                 if wanted(&value) {
                     return live.len() + 1;
                 }
@@ -56,8 +56,8 @@ fn next_live(watcher: &mut Client, topic: &str) -> String {
         match watcher.recv() {
             Packet::Publish(m) if m.retain => {}
             Packet::Publish(m) => {
-                assert_eq!(m.topic, format!("$SYS/broker/{topic}"));
-                return String::from_utf8(m.payload).expect("$SYS values are text");
+                assert_eq!(&*m.topic, format!("$SYS/broker/{topic}"));
+                return String::from_utf8(m.payload.to_vec()).expect("$SYS values are text");
             }
             other => panic!("expected $SYS/broker/{topic}, got {other:?}"),
         }
@@ -72,7 +72,7 @@ fn qos1(topic: &str, payload: &[u8]) -> Packet {
         retain: false,
         topic: topic.into(),
         packet_id: Some(9),
-        payload: payload.into(),
+        payload: payload.to_vec().into(),
     })
 }
 
@@ -104,7 +104,7 @@ fn max_queued_with_overflow_drop_keeps_exactly_that_many_and_counts_the_rest() {
     await_sys(&mut watcher, "messages/dropped", "= 5", PATIENCE, |v| v == "5");
     let mut back = broker.connect("slow", false);
     for n in 0..5u8 {
-        assert_eq!(back.received().payload, [n], "the first five, in order");
+        assert_eq!(&back.received().payload[..], [n], "the first five, in order");
     }
     back.expect_nothing_pending("--max-queued 5 keeps five messages");
 }
@@ -127,7 +127,7 @@ fn message_expiry_sweeps_unread_messages_and_delivers_fresh_ones() {
     await_sys(&mut watcher, "messages/expired", "= 2 (queued + retained)", ttl * 2 + PATIENCE, swept);
     p.publish("q", b"fresh", QoS::AtLeastOnce, false);
     let mut back = broker.connect("late", false);
-    assert_eq!(back.received().payload, b"fresh", "the fresh message, not the stale one");
+    assert_eq!(&back.received().payload[..], b"fresh", "the fresh message, not the stale one");
     back.expect_nothing_pending("the stale queued message expired");
     let mut reader = broker.connect("reader", true);
     reader.subscribe("kept", QoS::AtLeastOnce);
@@ -158,7 +158,7 @@ fn overflow_block_holds_the_publisher_while_a_queue_is_full_and_loses_nothing() 
         }
     });
     for n in 0..10u8 {
-        assert_eq!(s.received().payload, [n], "nothing lost, in order");
+        assert_eq!(&s.received().payload[..], [n], "nothing lost, in order");
     }
     publisher.join().expect("the publisher finished once the subscriber caught up");
     s.expect_nothing_pending("each message once");

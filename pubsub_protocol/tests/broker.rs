@@ -19,7 +19,7 @@ fn qos_0_1_2_round_trips_at_the_lower_of_both_qos() {
     for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
         publisher.publish("t/x", format!("{qos:?}").as_bytes(), qos, false);
         let got = sub.received();
-        assert_eq!(got.payload, format!("{qos:?}").as_bytes());
+        assert_eq!(&got.payload[..], format!("{qos:?}").as_bytes());
         assert_eq!(got.qos, qos.min(QoS::AtLeastOnce), "granted QoS caps delivery");
         assert!(!got.retain);
     }
@@ -37,7 +37,7 @@ fn retained_messages_are_set_replaced_cleared_and_sent_on_subscribe() {
     let (mut s, _) = Client::connect(running.addr, "s", true, None);
     s.subscribe("r/+", QoS::AtLeastOnce);
     let got = s.received();
-    assert_eq!((got.topic.as_str(), got.payload.as_slice(), got.retain), ("r/a", &b"two"[..], true));
+    assert_eq!((&*got.topic, &got.payload[..], got.retain), ("r/a", &b"two"[..], true));
     s.expect_nothing_pending("the cleared retained message is not sent");
     running.stop();
 }
@@ -56,7 +56,7 @@ fn a_will_is_published_when_a_client_vanishes_but_not_after_disconnect() {
     let (killed, _) = Client::connect(running.addr, "killed", true, will("wills/killed"));
     drop(killed); // no DISCONNECT: the network connection just ends
     let got = watcher.received();
-    assert_eq!(got.topic, "wills/killed", "only the vanished client's will");
+    assert_eq!(&*got.topic, "wills/killed", "only the vanished client's will");
     watcher.expect_nothing_pending("a client that sent DISCONNECT has its will discarded");
     running.stop();
 }
@@ -74,7 +74,7 @@ fn a_persistent_session_keeps_subscriptions_and_qos1_messages_while_offline() {
     p.sync();
     let (mut back, ack) = Client::connect(running.addr, "keeper", false, None);
     assert!(ack.session_present, "the session survived");
-    assert_eq!(back.received().payload, b"while you were away");
+    assert_eq!(&back.received().payload[..], b"while you were away");
     running.stop();
 }
 
@@ -90,8 +90,8 @@ fn the_same_client_id_takes_over_and_dollar_topics_escape_wildcards() {
     let (mut p, _) = Client::connect(running.addr, "p", true, None);
     p.publish("$SYS/test", b"x", QoS::AtLeastOnce, false);
     p.publish("plain", b"y", QoS::AtLeastOnce, false);
-    assert_eq!(sys.received().topic, "$SYS/test");
-    assert_eq!(second.received().topic, "plain", "# does not match $SYS topics");
+    assert_eq!(&*sys.received().topic, "$SYS/test");
+    assert_eq!(&*second.received().topic, "plain", "# does not match $SYS topics");
     running.stop();
 }
 
@@ -108,7 +108,7 @@ fn malformed_packets_close_only_their_connection() {
     bad2.expect_closed("a PUBLISH with QoS 3");
     let (mut p, _) = Client::connect(running.addr, "p", true, None);
     p.publish("a", b"still here", QoS::AtMostOnce, false);
-    assert_eq!(good.received().payload, b"still here");
+    assert_eq!(&good.received().payload[..], b"still here");
     running.stop();
 }
 

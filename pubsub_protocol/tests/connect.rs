@@ -97,7 +97,7 @@ fn a_qos2_publish_resent_after_reconnect_is_routed_once() {
         retain: false,
         topic: "once".into(),
         packet_id: Some(5),
-        payload: b"x".to_vec(),
+        payload: b"x".to_vec().into(),
     };
     let (mut p, _) = Client::connect(running.addr, "pub2", false, None);
     p.send(&Packet::Publish(msg.clone()));
@@ -108,7 +108,7 @@ fn a_qos2_publish_resent_after_reconnect_is_routed_once() {
     assert_eq!(again.recv(), Packet::Pubrec(5));
     again.send(&Packet::Pubrel(5));
     assert_eq!(again.recv(), Packet::Pubcomp(5));
-    assert_eq!(sub.received().payload, b"x");
+    assert_eq!(&sub.received().payload[..], b"x");
     sub.expect_nothing_pending("the resent QoS 2 PUBLISH was routed twice");
     running.stop();
 }

@@ -208,7 +208,7 @@ fn packets() -> Vec<Packet> {
             retain,
             topic: "a/b".into(),
             packet_id,
-            payload: payload.to_vec(),
+            payload: payload.to_vec().into(),
         })
     };
     vec![
@@ -455,7 +455,7 @@ fn fuzz_packet(rng: &mut Rng) -> Packet {
                 retain: rng.one_in(4),
                 topic: (*rng.pick(TOPICS)).into(),
                 packet_id: (qos != QoS::AtMostOnce).then_some(id),
-                payload: vec![b'p'; rng.below(100)],
+                payload: vec![b'p'; rng.below(100)].into(),
             })
         }
         4 => {
@@ -559,7 +559,7 @@ fn still_served(running: &Running) {
     s.subscribe("normal/t", QoS::AtLeastOnce);
     let (mut p, _) = Client::connect(running.addr, "normal-pub", true, None);
     p.publish("normal/t", b"ok", QoS::AtLeastOnce, false);
-    assert_eq!(s.received().payload, b"ok", "a normal client is still served");
+    assert_eq!(&s.received().payload[..], b"ok", "a normal client is still served");
 }
 
 /// Waits until every connection is gone (closes lag the client's EOF a little).

@@ -350,7 +350,7 @@ fn still_served(running: &Running, panics: usize, after: &str) {
     s.subscribe("normal/t", QoS::AtLeastOnce);
     let (mut p, _) = Client::connect(running.addr, &unique("np"), true, None);
     p.publish("normal/t", b"ok", QoS::AtLeastOnce, false);
-    assert_eq!(s.received().payload, b"ok", "after {after}: a normal client is still served");
+    assert_eq!(&s.received().payload[..], b"ok", "after {after}: a normal client is still served");
 }
 
 /// A PINGREQ round trip without panicking: the connection is open and nothing else
@@ -403,7 +403,7 @@ fn run(running: &Running, watcher: &mut Client, n: usize, case: &Case) -> Result
     loop {
         match watcher.recv() {
             Packet::Unsuback(2) => return result,
-            Packet::Publish(p) if p.topic == will_topic => {} // late, after a wrong reaction
+            Packet::Publish(p) if *p.topic == *will_topic => {} // late, after a wrong reaction
             other => panic!("the watcher got {other:?}"),
         }
     }
@@ -448,7 +448,7 @@ fn exchange(
         return quiet(watcher).map_err(|e| format!("no will after DISCONNECT: {e}"));
     }
     match watcher.next() {
-        Next::Packet(Packet::Publish(p)) if p.topic == will_topic => Ok(()),
+        Next::Packet(Packet::Publish(p)) if *p.topic == *will_topic => Ok(()),
         other => Err(format!("closed for a violation, so its will is due; the watcher got {other:?}")),
     }
 }
@@ -551,7 +551,7 @@ fn a_connect_and_a_subscribe_sent_a_byte_at_a_time_complete() {
     assert_eq!(c.recv(), Packet::Suback(3, vec![2]));
     let (mut p, _) = Client::connect(running.addr, "fast", true, None);
     p.publish("slow/t", b"hi", QoS::AtLeastOnce, false);
-    assert_eq!(c.received().payload, b"hi");
+    assert_eq!(&c.received().payload[..], b"hi");
     still_served(&running, panics, "a trickled CONNECT");
     running.stop();
 }
@@ -570,7 +570,7 @@ fn a_subscriber_that_never_acknowledges_qos_2_holds_only_its_own_window() {
     let mut ids = Vec::new();
     for i in 0..4u8 {
         match stuck.recv() {
-            Packet::Publish(m) if (m.qos, m.payload.as_slice()) == (QoS::ExactlyOnce, &[i][..]) => {
+            Packet::Publish(m) if (m.qos, &m.payload[..]) == (QoS::ExactlyOnce, &[i][..]) => {
                 ids.extend(m.packet_id)
             }
             other => panic!("expected QoS 2 PUBLISH {i}, got {other:?}"),
@@ -585,7 +585,7 @@ fn a_subscriber_that_never_acknowledges_qos_2_holds_only_its_own_window() {
     assert_eq!(stuck.recv(), Packet::Pubrel(ids[0]));
     stuck.send(&Packet::Pubcomp(ids[0]));
     assert!(
-        matches!(stuck.recv(), Packet::Publish(m) if m.payload == [4]),
+        matches!(stuck.recv(), Packet::Publish(m) if m.payload[..] == [4]),
         "the fifth, once the window has room"
     );
     running.stop();
@@ -625,7 +625,7 @@ fn a_subscriber_to_everything_that_never_reads_costs_bounded_memory() {
         retain: false,
         topic: "bulk/t".into(),
         packet_id: None,
-        payload,
+        payload: payload.into(),
     })
     .to_bytes();
     for chunk in 0..40 {

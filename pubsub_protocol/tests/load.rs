@@ -28,7 +28,7 @@ fn one_publisher_to_1000_subscribers_delivers_each_message_exactly_once() {
         for n in 0..MESSAGES {
             let got = s.received();
             assert_eq!(
-                got.payload,
+                &got.payload[..],
                 n.to_be_bytes(),
                 "subscriber {i}: message {n} missing, duplicated or out of order"
             );

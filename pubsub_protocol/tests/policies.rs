@@ -46,7 +46,7 @@ fn drop_policy_bounds_the_queue_and_counts_every_drop() {
     assert_eq!(running.broker.stats.dropped.load(Ordering::Relaxed), 5, "each drop counted");
     let (mut back, _) = Client::connect(running.addr, "slow", false, None);
     for n in 0..5u8 {
-        assert_eq!(back.received().payload, [n]);
+        assert_eq!(&back.received().payload[..], [n]);
     }
     back.expect_nothing_pending("only max_queued messages are kept");
     running.stop();
@@ -67,7 +67,7 @@ fn block_policy_pauses_publishers_and_loses_nothing() {
     until_paused(&running);
     assert!(running.broker.queued_for("slow") <= 6, "the queue stays bounded while paused");
     for n in 0..50u8 {
-        assert_eq!(back.received().payload, [n], "nothing lost, in order");
+        assert_eq!(&back.received().payload[..], [n], "nothing lost, in order");
     }
     publisher.join().expect("the publisher finished once resumed");
     assert_eq!(running.broker.stats.dropped.load(Ordering::Relaxed), 0);
@@ -88,7 +88,7 @@ fn under_block_an_offline_session_overflows_and_never_pauses_publishers() {
     assert_eq!(running.broker.stats.dropped.load(Ordering::Relaxed), 20, "overflow counted");
     let (mut back, _) = Client::connect(running.addr, "off1", false, None);
     for n in 0..10u8 {
-        assert_eq!(back.received().payload, [n], "the first ten, in order");
+        assert_eq!(&back.received().payload[..], [n], "the first ten, in order");
     }
     back.expect_nothing_pending("an offline queue keeps max_queued messages");
     running.stop();
@@ -142,7 +142,7 @@ fn expired_messages_are_not_delivered() {
         "the sweep dropped the retained message"
     );
     p.publish("q", b"fresh", QoS::AtLeastOnce, false);
-    assert_eq!(back.received().payload, b"fresh");
+    assert_eq!(&back.received().payload[..], b"fresh");
     running.stop();
 }
 
@@ -172,7 +172,7 @@ fn keep_alive_expiry_closes_and_publishes_the_will() {
     assert!(matches!(silent.recv(), Packet::Connack(_)));
     silent.expect_closed("no packet within 1.5 x the keep-alive");
     assert!(started.elapsed() >= Duration::from_millis(1500), "closed before 1.5 x keep-alive");
-    assert_eq!(watcher.received().payload, b"timed out");
+    assert_eq!(&watcher.received().payload[..], b"timed out");
     running.stop();
 }
 
@@ -187,7 +187,9 @@ fn sys_topics_report_the_broker() {
     let mut seen = std::collections::HashMap::new();
     loop {
         match s.recv() {
-            Packet::Publish(m) => seen.insert(m.topic, String::from_utf8(m.payload).expect("text")),
+            Packet::Publish(m) => {
+                seen.insert(m.topic.to_string(), String::from_utf8(m.payload.to_vec()).expect("text"))
+            }
             Packet::Pingresp => break,
             other => panic!("unexpected {other:?}"),
         };
@@ -227,7 +229,7 @@ fn block_policy_never_deadlocks_a_client_subscribed_to_its_own_topic() {
                 retain: false,
                 topic: "self".into(),
                 packet_id: Some(next_id),
-                payload: vec![next_id as u8],
+                payload: vec![next_id as u8].into(),
             };
             me.send(&Packet::Publish(p));
             next_id += 1;

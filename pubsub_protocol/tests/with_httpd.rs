@@ -37,7 +37,7 @@ fn one_server_serves_http_and_mqtt_on_two_listeners() {
     sub.subscribe("t", QoS::AtMostOnce);
     let (mut p, _) = Client::connect(mqtt, "p", true, None);
     p.publish("t", b"both", QoS::AtMostOnce, false);
-    assert_eq!(sub.received().payload, b"both");
+    assert_eq!(&sub.received().payload[..], b"both");
     assert_eq!(server.count(Some("mqtt")), 2);
     // The web client saw EOF before the server's own bookkeeping of the close ran (on
     // the reactor thread): poll, nothing signals it.

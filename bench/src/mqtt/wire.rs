@@ -176,7 +176,7 @@ mod tests {
                 panic!("the codec reads our PUBLISH");
             };
             assert_eq!(used, out.len());
-            assert_eq!(p.topic, "bench/t");
+            assert_eq!(&*p.topic, "bench/t");
             assert_eq!(p.qos, if qos == 1 { QoS::AtLeastOnce } else { QoS::AtMostOnce });
             let f = frame(&out).expect("well formed").expect("complete");
             assert_eq!(f.total, out.len());

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use async_pool::WorkerId;
+use bytes::Bytes;
 use reactor::ConnId;
 
 use crate::output::{Chunk, Output, Sink};

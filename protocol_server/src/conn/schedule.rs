@@ -74,17 +74,24 @@ impl Conn {
                 if self.state() == CLOSING {
                     self.linger();
                 } else {
-                    // `on_ready` may read (a protocol resuming after backpressure): if
-                    // it leaves input it should come back for, call `on_data` too.
-                    self.0.read_seen.store(READ_NOTHING, Ordering::Relaxed);
-                    self.with_protocol(|p, c| p.on_ready(c));
-                    if self.state() == OPEN && self.0.read_seen.load(Ordering::Relaxed) == READ_SOME {
-                        self.0.sched.fetch_or(READABLE, Ordering::AcqRel);
-                    }
+                    self.on_drained();
                 }
             }
             Ok(false) => {}
             Err(e) => drop(self.failed(out, e)),
+        }
+    }
+
+    /// The output queue drained: `on_ready`. It may read (a protocol resuming after
+    /// backpressure): if it leaves input it should come back for, `on_data` follows.
+    pub(super) fn on_drained(&self) {
+        if self.state() != OPEN {
+            return;
+        }
+        self.0.read_seen.store(READ_NOTHING, Ordering::Relaxed);
+        self.with_protocol(|p, c| p.on_ready(c));
+        if self.state() == OPEN && self.0.read_seen.load(Ordering::Relaxed) == READ_SOME {
+            self.on_event(READABLE);
         }
     }
 

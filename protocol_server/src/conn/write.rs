@@ -14,6 +14,13 @@ impl Conn {
         self.enqueue(Queued::Owned(data), false)
     }
 
+    /// Sends a buffer shared with other connections (one encoded message fanned out
+    /// to many peers): nothing is copied, each connection holds a reference until
+    /// its socket has taken the bytes.
+    pub fn write_shared(&self, data: Bytes) -> Result<(), WriteError> {
+        self.enqueue(Queued::Chunk(Chunk::shared(data)), false)
+    }
+
     /// Sends `data` ahead of queued output that has not started (a half-sent buffer
     /// is finished first, so the byte stream stays well-formed).
     pub fn write_urgent(&self, data: Vec<u8>) -> Result<(), WriteError> {
@@ -96,6 +103,59 @@ impl Conn {
         Ok(())
     }
 
+    /// Queues `chunk` without trying the socket ([`crate::Batch`]). Returns whether
+    /// the queue was empty: then no writable edge and no other batch will send it, so
+    /// the caller must call [`Conn::flush_deferred`].
+    pub(crate) fn enqueue_deferred(&self, chunk: Chunk) -> Result<bool, WriteError> {
+        let max = self.0.server.settings().max_output;
+        let mut out = lock(&self.0.output);
+        if self.state() != OPEN {
+            return Err(WriteError::Closed); // as in `enqueue`: never past a FIN
+        }
+        let was_empty = out.is_empty();
+        out.push(chunk);
+        if out.memory() > max {
+            let held = out.memory();
+            drop(out);
+            self.abort(&format!("peer does not read: {held} bytes queued > max_output {max}"));
+            return Err(WriteError::Overflow { queued: held, max });
+        }
+        Ok(was_empty)
+    }
+
+    /// Sends what [`Conn::enqueue_deferred`] queued, as far as the socket takes it
+    /// (the rest goes on the writable edge, as any output). Runs on the batch's
+    /// thread, so what a drain must start runs as a task on this connection's worker.
+    pub(crate) fn flush_deferred(&self) {
+        let mut out = lock(&self.0.output);
+        match out.drain(&mut self.sink()) {
+            Ok(None) => {}
+            Ok(Some(ready_wanted)) => {
+                drop(out);
+                match self.state() {
+                    // `close` found output queued and left the FIN to the drain.
+                    CLOSING => self.schedule(Conn::linger_if_flushed),
+                    OPEN if ready_wanted => self.schedule(Conn::on_drained),
+                    _ => {}
+                }
+            }
+            Err(e) => drop(self.failed(out, e)),
+        }
+    }
+
+    /// Whether more than `limit` bytes wait to be sent. If so, [`Protocol::on_ready`]
+    /// follows once they have all gone, whoever sent them (the writable edge or a
+    /// [`crate::Batch`] on another thread): the signal for a protocol that holds
+    /// further output back while its peer is slow.
+    pub fn backlogged(&self, limit: usize) -> bool {
+        let mut out = lock(&self.0.output);
+        let over = out.queued() > limit;
+        if over {
+            out.want_ready();
+        }
+        over
+    }
+
     pub(super) fn failed(
         &self,
         out: std::sync::MutexGuard<'_, Output>,
@@ -150,6 +210,13 @@ impl Sink for ConnSink<'_> {
             Some(hooks) => hooks.write(self.stream, buf),
             None => (&*self.stream).write(buf),
         }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        if lock_hooks(self.rare).is_some_and(|h| h.is_some()) {
+            return bufs.iter().find(|b| !b.is_empty()).map_or(Ok(0), |b| self.write(b));
+        }
+        (&*self.stream).write_vectored(bufs)
     }
 
     fn write_more(&mut self, buf: &[u8]) -> io::Result<usize> {

@@ -50,7 +50,7 @@ fn every_packet_type_round_trips() {
             retain: true,
             topic: "a/b".into(),
             packet_id,
-            payload: vec![1; 300],
+            payload: vec![1; 300].into(),
         }));
     }
     round_trip(Packet::Puback(1));
@@ -77,7 +77,7 @@ fn remaining_length_uses_up_to_four_bytes() {
         retain: false,
         topic: "t".into(),
         packet_id: None,
-        payload: vec![0; 2_100_000],
+        payload: vec![0; 2_100_000].into(),
     });
     let bytes = big.to_bytes();
     assert_eq!(&bytes[1..4], &[0xA3, 0x96, 0x80], "2,100,003 in three bytes");

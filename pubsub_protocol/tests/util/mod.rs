@@ -193,7 +193,7 @@ impl Client {
             retain,
             topic: topic.into(),
             packet_id,
-            payload: payload.into(),
+            payload: payload.to_vec().into(),
         }));
         match qos {
             QoS::AtMostOnce => {}
