@@ -148,7 +148,13 @@ impl Broker {
         let mut full = Vec::new();
         let rules = self.acl();
         let mut wire = Wire::default();
-        for (SessionRef(session), granted) in targets {
+        // A shared group's message goes to the first member online, from the one
+        // whose turn it is; with none online, to that one (queued if persistent).
+        let chosen = targets.groups.into_iter().filter_map(|members| {
+            let online = members.iter().position(|(s, _)| lock(&s.0).online()).unwrap_or(0);
+            members.into_iter().nth(online)
+        });
+        for (SessionRef(session), granted) in targets.plain.into_iter().chain(chosen) {
             let mut s = lock(&session);
             if self.readable(rules.as_deref(), &s, &msg.topic)
                 && self.deliver(&mut s, msg, msg.qos.min(granted), false, &mut wire, out)

@@ -386,7 +386,9 @@ impl Mqtt {
                     log::warn!("client {id}: filter refused: {why}");
                     self.broker.stats.refused_topics.fetch_add(1, Ordering::Relaxed);
                 }
-                let allowed = bounded.is_ok() && rules.may_subscribe(&s.client(), filter);
+                // A shared subscription is allowed as its filter would be.
+                let topics = crate::topic::shared(filter).map_or(filter.as_str(), |(_, f)| f);
+                let allowed = bounded.is_ok() && rules.may_subscribe(&s.client(), topics);
                 if bounded.is_ok() && !allowed {
                     log::warn!("client {id}: subscription to {filter:?} denied by the ACL");
                     self.broker.stats.denied_subscriptions.fetch_add(1, Ordering::Relaxed);
@@ -395,7 +397,11 @@ impl Mqtt {
                     trie.insert(filter, SessionRef(Arc::clone(session)), *qos);
                     s.filters.insert(filter.clone(), *qos);
                     codes.push(*qos as u8);
-                    granted.push((filter.clone(), *qos));
+                    if crate::topic::shared(filter).is_none() {
+                        // As mosquitto: retained messages are not sent to a shared
+                        // subscription (MQTT 5 says the same, [MQTT-4.8.2]).
+                        granted.push((filter.clone(), *qos));
+                    }
                 } else {
                     codes.push(0x80); // failure for this filter ([MQTT-3.9.3])
                 }

@@ -4,12 +4,17 @@
 //! and every level below; a topic starting with `$` is never matched by a filter
 //! starting with a wildcard ([MQTT-4.7.2-1]).
 //!
+//! A subscription `$share/GROUP/FILTER` is shared: each message matching `FILTER`
+//! goes to one member of `GROUP` (mosquitto accepts them from 3.1.1 clients too;
+//! MQTT 5 [MQTT-4.8.2]).
+//!
 //! Nothing here recurses: a client chooses how many levels its topics have, so every
 //! walk of the trie (insert, match, remove, drop) keeps its own stack on the heap,
 //! and [`Bounds`] refuses topics deeper or longer than the broker allows.
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::packet::QoS;
 
@@ -20,8 +25,28 @@ pub fn valid_name(topic: &str) -> bool {
 }
 
 /// A topic filter a SUBSCRIBE may carry: non-empty, `#` only as the whole last level
-/// ([MQTT-4.7.1-2]), `+` only as a whole level ([MQTT-4.7.1-3]).
+/// ([MQTT-4.7.1-2]), `+` only as a whole level ([MQTT-4.7.1-3]); a shared one
+/// (`$share/GROUP/FILTER`) with a non-empty group name free of `+` and `#` and a
+/// valid filter after it ([MQTT-4.8.2-1], -2).
 pub fn valid_filter(filter: &str) -> bool {
+    if filter.starts_with("$share/") {
+        return match shared(filter) {
+            Some((group, rest)) => {
+                !group.is_empty() && !group.contains(['+', '#']) && valid_plain_filter(rest)
+            }
+            None => false,
+        };
+    }
+    valid_plain_filter(filter)
+}
+
+/// The group and the filter of a shared subscription (`$share/GROUP/FILTER`); `None`
+/// for any other filter.
+pub fn shared(filter: &str) -> Option<(&str, &str)> {
+    filter.strip_prefix("$share/")?.split_once('/')
+}
+
+fn valid_plain_filter(filter: &str) -> bool {
     if filter.is_empty() || filter.len() > usize::from(u16::MAX) || filter.contains('\0') {
         return false;
     }
@@ -95,12 +120,77 @@ struct Node<S> {
     children: HashMap<String, Node<S>>,
     /// Subscribers whose filter ends here, with their QoS.
     here: HashMap<S, QoS>,
+    /// Shared subscriptions whose filter ends here, by group name. Boxed: one word
+    /// for the many nodes without any.
+    #[allow(clippy::box_collection)]
+    shared: Option<Box<HashMap<Box<str>, Group<S>>>>,
+}
+
+/// The members of one shared subscription group, in the order they joined, and
+/// whose turn it is.
+#[derive(Debug)]
+struct Group<S> {
+    members: Vec<(S, QoS)>,
+    /// Counts messages, so each starts the search one member further (round-robin);
+    /// atomic because publishes read the trie concurrently.
+    turn: AtomicUsize,
 }
 
 impl<S> Default for Node<S> {
     fn default() -> Self {
-        Node { children: HashMap::new(), here: HashMap::new() }
+        Node { children: HashMap::new(), here: HashMap::new(), shared: None }
     }
+}
+
+impl<S: Eq> Node<S> {
+    /// Subscriptions ending here, plain and shared.
+    fn entries(&self) -> usize {
+        self.here.len() + self.shared.iter().flat_map(|g| g.values()).map(|g| g.members.len()).sum::<usize>()
+    }
+
+    fn holds(&self, group: Option<&str>, who: &S) -> bool
+    where
+        S: Hash,
+    {
+        match group {
+            None => self.here.contains_key(who),
+            Some(name) => self
+                .shared
+                .as_ref()
+                .and_then(|groups| groups.get(name))
+                .is_some_and(|g| g.members.iter().any(|(w, _)| w == who)),
+        }
+    }
+
+    fn forget(&mut self, group: Option<&str>, who: &S)
+    where
+        S: Hash,
+    {
+        let Some(name) = group else {
+            self.here.remove(who);
+            return;
+        };
+        let Some(groups) = self.shared.as_mut() else { return };
+        if let Some(g) = groups.get_mut(name) {
+            g.members.retain(|(w, _)| w != who);
+            if g.members.is_empty() {
+                groups.remove(name);
+            }
+        }
+        if groups.is_empty() {
+            self.shared = None;
+        }
+    }
+}
+
+/// What a publish reaches: plain subscribers, each once, and per matching shared
+/// group its members in the order to try (the first online one gets the message).
+#[derive(Debug)]
+pub struct Targets<S> {
+    /// Subscribers with their highest QoS among their matching plain filters.
+    pub plain: Vec<(S, QoS)>,
+    /// Each matching group's members, starting with the one whose turn it is.
+    pub groups: Vec<Vec<(S, QoS)>>,
 }
 
 impl<S> Default for Trie<S> {
@@ -113,10 +203,29 @@ impl<S: Clone + Eq + Hash> Trie<S> {
     /// Subscribes `who` to `filter` (valid), replacing its QoS if already there
     /// ([MQTT-3.8.4-3]). Returns whether it is new.
     pub fn insert(&mut self, filter: &str, who: S, qos: QoS) -> bool {
-        let node = filter
+        let (group, plain) = split(filter);
+        let node = plain
             .split('/')
             .fold(&mut self.root, |n, level| n.children.entry(level.to_string()).or_default());
-        let new = node.here.insert(who, qos).is_none();
+        let new = match group {
+            None => node.here.insert(who, qos).is_none(),
+            Some(name) => {
+                let groups = node.shared.get_or_insert_with(Box::default);
+                let g = groups
+                    .entry(name.into())
+                    .or_insert_with(|| Group { members: Vec::new(), turn: AtomicUsize::new(0) });
+                match g.members.iter_mut().find(|(w, _)| *w == who) {
+                    Some(member) => {
+                        member.1 = qos;
+                        false
+                    }
+                    None => {
+                        g.members.push((who, qos));
+                        true
+                    }
+                }
+            }
+        };
         self.len += usize::from(new);
         new
     }
@@ -124,8 +233,9 @@ impl<S: Clone + Eq + Hash> Trie<S> {
     /// Unsubscribes `who` from `filter`; returns whether it was there. Branches left
     /// empty are pruned, so memory follows live subscriptions.
     pub fn remove(&mut self, filter: &str, who: &S) -> bool {
-        let levels: Vec<&str> = filter.split('/').collect();
-        let Some(cut) = self.prune_point(&levels, who) else { return false };
+        let (group, plain) = split(filter);
+        let levels: Vec<&str> = plain.split('/').collect();
+        let Some(cut) = self.prune_point(&levels, group, who) else { return false };
         let mut node = &mut self.root;
         for level in &levels[..cut] {
             node = node.children.get_mut(*level).expect("prune_point walked this path");
@@ -133,7 +243,7 @@ impl<S: Clone + Eq + Hash> Trie<S> {
         match levels.get(cut) {
             // The whole branch below `cut` holds nothing but `who`: drop it at once.
             Some(level) => drop(node.children.remove(*level)),
-            None => drop(node.here.remove(who)),
+            None => node.forget(group, who),
         }
         self.len -= 1;
         true
@@ -142,20 +252,20 @@ impl<S: Clone + Eq + Hash> Trie<S> {
     /// Where removing `who` from the node at `levels` cuts the trie: the depth of the
     /// node that loses a child (the whole chain below it held only `who`), or
     /// `levels.len()` if only the subscription itself goes. `None`: not subscribed.
-    fn prune_point(&self, levels: &[&str], who: &S) -> Option<usize> {
+    fn prune_point(&self, levels: &[&str], group: Option<&str>, who: &S) -> Option<usize> {
         let mut node = &self.root;
         // The shallowest depth from which every node down to the end would be empty.
         let mut cut = 0;
         for (depth, level) in levels.iter().enumerate() {
-            if !node.here.is_empty() || node.children.len() > 1 {
+            if node.entries() > 0 || node.children.len() > 1 {
                 cut = depth; // this node stays: it has other business
             }
             node = node.children.get(*level)?;
         }
-        if !node.here.contains_key(who) {
+        if !node.holds(group, who) {
             return None;
         }
-        let leaf_empties = node.here.len() == 1 && node.children.is_empty();
+        let leaf_empties = node.entries() == 1 && node.children.is_empty();
         Some(if leaf_empties { cut } else { levels.len() })
     }
     /// Subscriptions held.
@@ -168,13 +278,13 @@ impl<S: Clone + Eq + Hash> Trie<S> {
         self.len == 0
     }
 
-    /// Every subscriber whose filters match `topic`, once each, at the highest QoS of
-    /// its matching filters ([MQTT-3.3.5-1]).
-    pub fn subscribers(&self, topic: &str) -> Vec<(S, QoS)> {
+    /// Every plain subscriber whose filters match `topic`, once each, at the highest
+    /// QoS of its matching filters ([MQTT-3.3.5-1]), and every matching shared group.
+    pub fn subscribers(&self, topic: &str) -> Targets<S> {
         let levels: Vec<&str> = topic.split('/').collect();
-        // The nodes whose subscribers match. Usually one (an exact filter, or one
-        // wildcard), whose subscribers are distinct already: no need to merge.
-        let mut matched: Vec<&HashMap<S, QoS>> = Vec::new();
+        // The nodes whose subscriptions match. Usually one (an exact filter, or one
+        // wildcard), whose plain subscribers are distinct already: no need to merge.
+        let mut matched: Vec<&Node<S>> = Vec::new();
         // Nodes still to visit, with how many levels of the topic they consumed; only
         // the root is visited with the topic's first level, where `$` hides wildcards.
         let mut todo = vec![(&self.root, 0)];
@@ -182,10 +292,10 @@ impl<S: Clone + Eq + Hash> Trie<S> {
             let wildcards = depth > 0 || !topic.starts_with('$');
             // `#` matches the parent level too: "a/#" matches "a" ([MQTT-4.7.1-2]).
             if let Some(hash) = node.children.get("#").filter(|_| wildcards) {
-                matched.push(&hash.here);
+                matched.push(hash);
             }
             let Some(level) = levels.get(depth) else {
-                matched.push(&node.here);
+                matched.push(node);
                 continue;
             };
             if let Some(exact) = node.children.get(*level) {
@@ -195,8 +305,17 @@ impl<S: Clone + Eq + Hash> Trie<S> {
                 todo.push((plus, depth + 1));
             }
         }
-        matched.retain(|here| !here.is_empty());
-        match matched.as_slice() {
+        let groups = matched
+            .iter()
+            .flat_map(|node| node.shared.iter().flat_map(|groups| groups.values()))
+            .map(|g| {
+                let start = g.turn.fetch_add(1, Ordering::Relaxed) % g.members.len();
+                g.members[start..].iter().chain(&g.members[..start]).cloned().collect()
+            })
+            .collect();
+        let mut plain: Vec<&HashMap<S, QoS>> = matched.iter().map(|n| &n.here).collect();
+        plain.retain(|here| !here.is_empty());
+        let plain = match plain.as_slice() {
             [] => Vec::new(),
             [only] => only.iter().map(|(who, qos)| (who.clone(), *qos)).collect(),
             several => {
@@ -209,7 +328,16 @@ impl<S: Clone + Eq + Hash> Trie<S> {
                 }
                 found.into_iter().collect()
             }
-        }
+        };
+        Targets { plain, groups }
+    }
+}
+
+/// A filter as the trie files it: the shared group, if any, and the topic filter.
+fn split(filter: &str) -> (Option<&str>, &str) {
+    match shared(filter) {
+        Some((group, rest)) => (Some(group), rest),
+        None => (None, filter),
     }
 }
 
@@ -276,7 +404,7 @@ mod tests {
             let mut trie = Trie::default();
             trie.insert(filter, 1u32, QoS::AtLeastOnce);
             assert_eq!(
-                trie.subscribers(topic).iter().any(|(w, _)| *w == 1),
+                trie.subscribers(topic).plain.iter().any(|(w, _)| *w == 1),
                 *want,
                 "trie: {filter:?} vs {topic:?}"
             );
@@ -309,10 +437,10 @@ mod tests {
             let mut trie = Trie::default();
             trie.insert(&deep, 1u32, QoS::AtMostOnce);
             trie.insert("a/+/#", 2u32, QoS::AtMostOnce);
-            let got = trie.subscribers(&deep);
+            let got = trie.subscribers(&deep).plain;
             assert_eq!(got.len(), 2, "both the exact deep filter and a/+/# match");
             assert!(trie.remove(&deep, &1));
-            assert_eq!(trie.subscribers(&deep).len(), 1);
+            assert_eq!(trie.subscribers(&deep).plain.len(), 1);
             trie.insert(&deep, 3u32, QoS::AtMostOnce);
             drop(trie); // the deep branch goes with it
         });
@@ -328,7 +456,7 @@ mod tests {
         assert!(!trie.remove("a/b/c", &"x"), "not subscribed there");
         assert!(!trie.remove("a/b/c/d/e", &"x"), "no such branch");
         assert!(trie.remove("a/b/c/d", &"x"));
-        assert_eq!(trie.subscribers("a/b/c/d").len(), 1, "z is still there");
+        assert_eq!(trie.subscribers("a/b/c/d").plain.len(), 1, "z is still there");
         assert!(trie.remove("a/b/c/d", &"z"));
         let b = &trie.root.children["a"].children["b"];
         assert!(b.children.is_empty(), "c/d pruned below a/b, which y keeps");
@@ -358,7 +486,7 @@ mod tests {
         trie.insert("a/+", "x", QoS::ExactlyOnce);
         trie.insert("a/b", "y", QoS::AtLeastOnce);
         assert!(!trie.insert("a/b", "y", QoS::AtMostOnce), "resubscribing replaces");
-        let got: HashMap<_, _> = trie.subscribers("a/b").into_iter().collect();
+        let got: HashMap<_, _> = trie.subscribers("a/b").plain.into_iter().collect();
         assert_eq!(got.len(), 2);
         assert_eq!(got["x"], QoS::ExactlyOnce);
         assert_eq!(got["y"], QoS::AtMostOnce);
@@ -368,5 +496,50 @@ mod tests {
         assert!(trie.remove("a/#", &"x"));
         assert!(trie.remove("a/b", &"y"));
         assert!(trie.is_empty() && trie.root.children.is_empty(), "empty branches are pruned");
+    }
+
+    #[test]
+    fn shared_filters_are_checked_and_split() {
+        for good in ["$share/g/a", "$share/g/#", "$share/g/+/b", "$share/group-1/a/b/#", "$share/g//"] {
+            assert!(valid_filter(good), "{good:?} is a valid shared filter");
+        }
+        for bad in ["$share/", "$share/g", "$share//a", "$share/g+/a", "$share/#/a", "$share/g/a/#/b"] {
+            assert!(!valid_filter(bad), "{bad:?} is not");
+        }
+        assert!(valid_filter("$share"), "without the slash it is a plain filter");
+        assert_eq!(shared("$share/g/a/+"), Some(("g", "a/+")));
+        assert_eq!(shared("$SYS/a"), None);
+    }
+
+    #[test]
+    fn each_message_goes_to_one_member_of_each_group_in_turn() {
+        let mut trie = Trie::default();
+        trie.insert("$share/g/a/+", "x", QoS::AtLeastOnce);
+        trie.insert("$share/g/a/+", "y", QoS::AtMostOnce);
+        trie.insert("$share/g/a/+", "z", QoS::AtMostOnce);
+        assert!(!trie.insert("$share/g/a/+", "z", QoS::ExactlyOnce), "rejoining replaces the QoS");
+        trie.insert("$share/h/a/#", "x", QoS::AtMostOnce);
+        trie.insert("a/b", "p", QoS::AtMostOnce);
+        assert_eq!(trie.len(), 5);
+        let mut firsts = Vec::new();
+        for _ in 0..6 {
+            let t = trie.subscribers("a/b");
+            assert_eq!(t.plain, vec![("p", QoS::AtMostOnce)]);
+            assert_eq!(t.groups.len(), 2, "g (a/+) and h (a/#) both match");
+            let g = t.groups.iter().find(|m| m.len() == 3).expect("group g");
+            firsts.push(g[0]);
+        }
+        let names: Vec<_> = firsts.iter().map(|(w, _)| *w).collect();
+        assert_eq!(names, ["x", "y", "z", "x", "y", "z"], "round-robin");
+        assert_eq!(firsts[2].1, QoS::ExactlyOnce);
+        assert!(trie.subscribers("$SYS/b").groups.is_empty(), "no wildcard match on $ topics");
+        assert!(trie.remove("$share/g/a/+", &"y"));
+        assert!(!trie.remove("$share/g/a/+", &"y"));
+        assert!(!trie.remove("a/+", &"x"), "a plain filter is another subscription");
+        assert!(trie.remove("$share/g/a/+", &"x"));
+        assert!(trie.remove("$share/g/a/+", &"z"));
+        assert!(trie.remove("$share/h/a/#", &"x"));
+        assert!(trie.remove("a/b", &"p"));
+        assert!(trie.is_empty() && trie.root.children.is_empty(), "empty groups and branches are pruned");
     }
 }
