@@ -180,9 +180,12 @@ impl Broker {
     /// retained ([MQTT-3.3.1-6]).
     pub(crate) fn send_retained(&self, session: &mut Session, filter: &str, granted: QoS, out: &mut Batch) {
         let retained: Vec<Publish> = {
-            let all = self.retained.read().unwrap_or_else(|p| p.into_inner());
-            all.iter()
-                .filter(|(at, m)| !self.expired(&m.topic, *at) && matches(filter, &m.topic))
+            let held = self.retained.read().unwrap_or_else(|p| p.into_inner());
+            // The index visits only the branches `filter` reaches, not every message.
+            held.matching(filter)
+                .into_iter()
+                .inspect(|(_, m)| debug_assert!(matches(filter, &m.topic), "{filter:?} vs {:?}", m.topic))
+                .filter(|(at, m)| !self.expired(&m.topic, *at))
                 .map(|(_, m)| m.clone())
                 .collect()
         };
