@@ -3,11 +3,11 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use protocol_server::{Batch, Conn, Protocol};
 
-use crate::broker::{lock, Broker, Inflight, Overflow, Session, SessionRef, Who};
+use crate::broker::{lock, Broker, Fanout, Inflight, Overflow, Session, SessionRef, Who};
 use crate::packet::{
     self, Connack, Connect, ConnectReturn, LastWill, Packet, Publish, QoS, Subscribe, Unsubscribe,
 };
@@ -18,6 +18,10 @@ use crate::topic::valid_filter;
 const MAX_HELD: usize = 64;
 /// Socket reads per `on_data` call: a fast publisher yields its worker regularly.
 const READS_PER_TURN: usize = 4;
+/// How long one `on_data` call may spend delivering what its client published
+/// before the worker's other connections get their turn (the rest of a large
+/// fan-out goes on in the next call).
+const TURN: Duration = Duration::from_millis(2);
 
 /// One client connection.
 #[derive(Debug)]
@@ -30,37 +34,90 @@ pub struct Mqtt {
     /// Published if the connection ends without DISCONNECT ([MQTT-3.1.2-8]).
     will: Option<Box<LastWill>>,
     /// A subscriber's queue is full (`Overflow::Block`): new PUBLISH packets wait in
-    /// `held`, in order, until the broker wakes us.
+    /// `held`, in order, until the broker wakes us. Or a publish is still fanning out.
     held: Hold,
 }
 
-/// Whether a publisher is paused by a full subscriber queue (`Overflow::Block`), and
-/// the PUBLISH packets it sent meanwhile, in order. Made the first time it is paused
-/// and then kept: most clients never are, and pay one word for it instead of five.
+/// Why a publisher's next packets wait: a full subscriber queue (`Overflow::Block`),
+/// with the PUBLISH packets it sent meanwhile, in order; or a run of its publishes
+/// being delivered (gathering while the input has more to the same topic, then
+/// fanning out, over several turns if there are very many subscribers). Made the
+/// first time and then kept: a client that never publishes pays one word for it.
 #[derive(Debug, Default)]
-struct Hold(Option<Box<(bool, VecDeque<Publish>)>>);
+struct Hold(Option<Box<Waiting>>);
+
+#[derive(Debug, Default)]
+struct Waiting {
+    blocked: bool,
+    publishes: VecDeque<Publish>,
+    fanout: Option<Fanout>,
+}
 
 impl Hold {
     fn blocked(&self) -> bool {
-        self.0.as_ref().is_some_and(|h| h.0)
+        self.0.as_ref().is_some_and(|h| h.blocked)
     }
 
     fn set_blocked(&mut self, blocked: bool) {
         if blocked || self.0.is_some() {
-            self.0.get_or_insert_with(Box::default).0 = blocked;
+            self.0.get_or_insert_with(Box::default).blocked = blocked;
         }
     }
 
     fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |h| h.1.len())
+        self.0.as_ref().map_or(0, |h| h.publishes.len())
     }
 
     fn push_back(&mut self, p: Publish) {
-        self.0.get_or_insert_with(Box::default).1.push_back(p);
+        self.0.get_or_insert_with(Box::default).publishes.push_back(p);
     }
 
     fn pop_front(&mut self) -> Option<Publish> {
-        self.0.as_mut()?.1.pop_front()
+        self.0.as_mut()?.publishes.pop_front()
+    }
+
+    fn push_front(&mut self, p: Publish) {
+        self.0.get_or_insert_with(Box::default).publishes.push_front(p);
+    }
+
+    /// Whether publishes are part-way through delivery: nothing else is decoded until
+    /// they are all out.
+    fn fanning(&self) -> bool {
+        self.fanout().is_some_and(Fanout::started)
+    }
+
+    fn fanout(&self) -> Option<&Fanout> {
+        self.0.as_ref()?.fanout.as_ref()
+    }
+
+    fn fanout_mut(&mut self) -> Option<&mut Fanout> {
+        self.0.as_mut()?.fanout.as_mut()
+    }
+
+    fn take_fanout(&mut self) -> Option<Fanout> {
+        self.0.as_mut()?.fanout.take()
+    }
+
+    fn set_fanout(&mut self, fanout: Fanout) {
+        self.0.get_or_insert_with(Box::default).fanout = Some(fanout);
+    }
+
+    /// Whether input must wait: too many held-back publishes, or a fan-out in progress.
+    fn full(&self) -> bool {
+        self.len() >= MAX_HELD || self.fanning()
+    }
+}
+
+/// One `on_data` call's output, sent in one `writev` per connection, and the time
+/// its deliveries may take.
+struct Turn {
+    out: Batch,
+    until: Instant,
+}
+
+impl Turn {
+    fn new() -> Turn {
+        Turn { out: Batch::new(), until: Instant::now() + TURN }
     }
 }
 
@@ -70,12 +127,12 @@ impl Mqtt {
         Mqtt { broker, input: Vec::new(), client: None, will: None, held: Hold::default() }
     }
 
-    fn feed(&mut self, conn: &Conn, data: &[u8], out: &mut Batch) -> Result<(), String> {
+    fn feed(&mut self, conn: &Conn, data: &[u8], turn: &mut Turn) -> Result<(), String> {
         self.input.extend_from_slice(data);
         let mut used = 0;
         let result = loop {
-            if self.held.len() >= MAX_HELD {
-                break Ok(()); // the rest waits, undecoded, until a queue has room
+            if self.held.full() {
+                break Ok(()); // the rest waits, undecoded, until a queue has room or a fan-out ends
             }
             // Before CONNECT, the first byte is enough to refuse ([MQTT-3.1.0-1]): no
             // need to buffer up to max_packet of something that is not a CONNECT.
@@ -84,15 +141,30 @@ impl Mqtt {
             }
             match packet::decode(&self.input[used..], self.broker.config.max_packet) {
                 Ok(Some((packet, size))) => {
+                    if let Packet::Publish(p) = &packet {
+                        if self.join(p) {
+                            used += size;
+                            continue;
+                        }
+                    }
+                    // The publishes before go out first; if they take longer than
+                    // this turn, this packet waits for the next (acknowledgements
+                    // leave in order, [MQTT-4.6.0-2]).
+                    if !self.fan_out(conn, turn) {
+                        break Ok(());
+                    }
                     used += size;
-                    if let Err(e) = self.handle(conn, packet, out) {
+                    if let Err(e) = self.handle(conn, packet, turn) {
                         break Err(e);
                     }
                 }
-                Ok(None) => break Ok(()),
+                Ok(None) => {
+                    self.fan_out(conn, turn);
+                    break Ok(());
+                }
                 Err(e @ packet::Error::UnsupportedLevel(_)) if self.client.is_none() => {
                     let refused = Connack { session_present: false, code: ConnectReturn::BadLevel };
-                    write(conn, &Packet::Connack(refused), out); // [MQTT-3.1.2-2]
+                    write(conn, &Packet::Connack(refused), &mut turn.out); // [MQTT-3.1.2-2]
                     break Err(format!("CONNECT refused: {e}"));
                 }
                 Err(e) => break Err(format!("malformed packet: {e}")),
@@ -107,23 +179,26 @@ impl Mqtt {
 
     /// Woken (or never blocked): route held-back publishes, in order, until one finds
     /// a full queue again.
-    fn release(&mut self, conn: &Conn, out: &mut Batch) {
+    fn release(&mut self, conn: &Conn, turn: &mut Turn) {
         if self.held.blocked() && self.broker.is_blocked(conn) {
             return;
         }
         self.held.set_blocked(false);
         while let Some(p) = self.held.pop_front() {
-            self.route(conn, &p, out);
-            if self.held.blocked() {
-                break;
+            // Each publish goes out before the next is routed: it may block again.
+            if !self.fan_out(conn, turn) || self.held.blocked() {
+                self.held.push_front(p);
+                return;
             }
+            self.route(conn, &p, turn);
         }
+        self.fan_out(conn, turn);
     }
 
-    fn handle(&mut self, conn: &Conn, packet: Packet, out: &mut Batch) -> Result<(), String> {
+    fn handle(&mut self, conn: &Conn, packet: Packet, turn: &mut Turn) -> Result<(), String> {
         let Some((_, session)) = self.client.clone() else {
             return match packet {
-                Packet::Connect(c) => self.connect(conn, c, out),
+                Packet::Connect(c) => self.connect(conn, c, turn),
                 other => Err(format!("{other:?} before CONNECT")), // [MQTT-3.1.0-1]
             };
         };
@@ -133,11 +208,11 @@ impl Mqtt {
         }
         match packet {
             Packet::Connect(_) => Err("second CONNECT".into()), // [MQTT-3.1.0-2]
-            Packet::Publish(p) => self.publish(conn, p, out),
+            Packet::Publish(p) => self.publish(conn, p, turn),
             Packet::Puback(id) | Packet::Pubcomp(id) => {
                 let mut s = lock(&session);
                 s.inflight.retain(|(used, _)| *used != id);
-                self.broker.drain_queue(&mut s, out);
+                self.broker.drain_queue(&mut s, &mut turn.out);
                 Ok(())
             }
             Packet::Pubrec(id) => {
@@ -145,14 +220,14 @@ impl Mqtt {
                 if let Some(entry) = s.inflight.iter_mut().find(|(used, _)| *used == id) {
                     entry.1 = Inflight::Released;
                 }
-                self.broker.send(&s, &Packet::Pubrel(id), out);
+                self.broker.send(&s, &Packet::Pubrel(id), &mut turn.out);
                 Ok(())
             }
             Packet::Pubrel(id) => {
                 if let Some(ids) = lock(&session).receiving.as_mut() {
                     ids.remove(&id);
                 }
-                write(conn, &Packet::Pubcomp(id), out);
+                write(conn, &Packet::Pubcomp(id), &mut turn.out);
                 Ok(())
             }
             Packet::Subscribe(s) => {
@@ -162,15 +237,15 @@ impl Mqtt {
                 if let Some((bad, _)) = s.filters.iter().find(|(f, _)| !valid_filter(f)) {
                     return Err(format!("invalid topic filter {bad:?}"));
                 }
-                self.subscribe(conn, &session, s, out);
+                self.subscribe(conn, &session, s, turn);
                 Ok(())
             }
             Packet::Unsubscribe(u) => {
-                self.unsubscribe(conn, &session, u, out);
+                self.unsubscribe(conn, &session, u, turn);
                 Ok(())
             }
             Packet::Pingreq => {
-                write(conn, &Packet::Pingresp, out);
+                write(conn, &Packet::Pingresp, &mut turn.out);
                 Ok(())
             }
             Packet::Disconnect => {
@@ -182,9 +257,9 @@ impl Mqtt {
         }
     }
 
-    fn connect(&mut self, conn: &Conn, c: Connect, out: &mut Batch) -> Result<(), String> {
+    fn connect(&mut self, conn: &Conn, c: Connect, turn: &mut Turn) -> Result<(), String> {
         let mut refuse = |code| {
-            write(conn, &Packet::Connack(Connack { session_present: false, code }), out);
+            write(conn, &Packet::Connack(Connack { session_present: false, code }), &mut turn.out);
             Err(format!("CONNECT refused: {code:?}"))
         };
         if c.level != 4 {
@@ -239,9 +314,9 @@ impl Mqtt {
         s.conn = Some(conn.clone());
         s.who = Some(Who { id: Arc::clone(&id), username: c.username.map(String::into_boxed_str) });
         let accepted = Connack { session_present: present, code: ConnectReturn::Accepted };
-        write(conn, &Packet::Connack(accepted), out);
-        self.resend(&mut s, out); // a resumed session: unacknowledged messages first, with DUP
-        self.broker.drain_queue(&mut s, out);
+        write(conn, &Packet::Connack(accepted), &mut turn.out);
+        self.resend(&mut s, &mut turn.out); // a resumed session: unacknowledged messages first, with DUP
+        self.broker.drain_queue(&mut s, &mut turn.out);
         Ok(())
     }
 
@@ -317,7 +392,8 @@ impl Mqtt {
         }
     }
 
-    fn publish(&mut self, conn: &Conn, p: Publish, out: &mut Batch) -> Result<(), String> {
+    /// Why a PUBLISH must close the connection, if it must.
+    fn check(&self, p: &Publish) -> Result<(), String> {
         if p.qos != QoS::AtMostOnce && p.packet_id.is_none() {
             return Err("QoS > 0 without a packet id".into());
         }
@@ -328,51 +404,92 @@ impl Mqtt {
         if p.retain && !self.broker.config.retain_available {
             return Err("retained PUBLISH, retain_available is false".into());
         }
+        Ok(())
+    }
+
+    /// Adds a PUBLISH to the run of publishes to the same topic that the packets
+    /// before it started, if there is one, not delivered yet, and this one would be
+    /// routed as they are (allowed, not a resent QoS 2 id, no publisher blocked).
+    /// False: it is handled on its own (and the run goes out first).
+    fn join(&mut self, p: &Publish) -> bool {
+        let takes = self.held.fanout().is_some_and(|f| f.takes(p));
+        if !takes || self.held.blocked() || self.check(p).is_err() || !self.may_publish(&p.topic) {
+            return false;
+        }
+        if let (QoS::ExactlyOnce, Some(id), Some((_, s))) = (p.qos, p.packet_id, &self.client) {
+            if !lock(s).receiving.get_or_insert_with(Box::default).insert(id) {
+                return false; // a resent id: acknowledged, not routed again ([MQTT-4.3.3-2])
+            }
+        }
+        self.broker.stats.received.fetch_add(1, Ordering::Relaxed);
+        let from = self.client_id().to_string();
+        if let Some(fanout) = self.held.fanout_mut() {
+            self.broker.join(fanout, p, &from);
+        }
+        true
+    }
+
+    fn publish(&mut self, conn: &Conn, p: Publish, turn: &mut Turn) -> Result<(), String> {
+        self.check(&p)?;
         if self.held.blocked() {
             // Waits its turn: acknowledgements leave in the order PUBLISHes came
             // ([MQTT-4.6.0-2]), denied ones included.
             self.held.push_back(p);
-            self.release(conn, out); // woken meanwhile? then it goes now
+            self.release(conn, turn); // woken meanwhile? then it goes now
         } else {
-            self.route(conn, &p, out);
+            self.route(conn, &p, turn);
         }
         Ok(())
     }
 
     /// Routes one publish and acknowledges it; under `Overflow::Block`, a full
     /// subscriber queue blocks this publisher.
-    fn route(&mut self, conn: &Conn, p: &Publish, out: &mut Batch) {
+    fn route(&mut self, conn: &Conn, p: &Publish, turn: &mut Turn) {
         if !self.may_publish(&p.topic) {
             // Acknowledged as the standard allows, so the client does not resend it.
             log::debug!("client {}: PUBLISH to {:?} denied by the ACL", self.client_id(), p.topic);
             self.broker.stats.denied_publishes.fetch_add(1, Ordering::Relaxed);
-            return acknowledge(conn, p, out);
+            return acknowledge(conn, p, &mut turn.out);
         }
-        let full = match (p.qos, p.packet_id) {
+        let first = match (p.qos, p.packet_id) {
             // Ids between PUBREC and PUBREL belong to the session: a PUBLISH resent after
             // a reconnect is not routed twice ([MQTT-4.3.3-2]).
-            (QoS::ExactlyOnce, Some(id)) => {
-                let first = self
-                    .client
-                    .as_ref()
-                    .is_some_and(|(_, s)| lock(s).receiving.get_or_insert_with(Box::default).insert(id));
-                if first {
-                    self.broker.publish(p, self.client_id(), out)
-                } else {
-                    Vec::new()
-                }
-            }
-            _ => self.broker.publish(p, self.client_id(), out),
+            (QoS::ExactlyOnce, Some(id)) => self
+                .client
+                .as_ref()
+                .is_some_and(|(_, s)| lock(s).receiving.get_or_insert_with(Box::default).insert(id)),
+            _ => true,
         };
-        // Blocked before the acknowledgement leaves: whoever sees the ack sees the block.
-        if !full.is_empty() && self.broker.config.overflow == Overflow::Block {
-            let blocked = self.broker.block(conn, &full);
-            self.held.set_blocked(blocked);
+        if !first {
+            return acknowledge(conn, p, &mut turn.out);
         }
-        acknowledge(conn, p, out);
+        // Delivered with the publishes to the same topic that follow it in the input,
+        // once a packet that cannot join them comes, or the input ends (`fan_out`).
+        let fanout = self.broker.fanout(p, self.client_id());
+        self.held.set_fanout(fanout);
     }
 
-    fn subscribe(&self, conn: &Conn, session: &Arc<Mutex<Session>>, sub: Subscribe, out: &mut Batch) {
+    /// Delivers the pending run of publishes, for this turn's time at most; true once
+    /// it is done (or there was none). Then each is acknowledged, in order; under
+    /// `Overflow::Block`, a full subscriber queue blocks this publisher first:
+    /// whoever sees the acks sees the block.
+    fn fan_out(&mut self, conn: &Conn, turn: &mut Turn) -> bool {
+        let Some(mut fanout) = self.held.take_fanout() else { return true };
+        if !self.broker.deliver_some(&mut fanout, Some(turn.until), &mut turn.out) {
+            self.held.set_fanout(fanout); // the rest next turn; nothing else is read meanwhile
+            return false;
+        }
+        if !fanout.full.is_empty() && self.broker.config.overflow == Overflow::Block {
+            let blocked = self.broker.block(conn, &fanout.full);
+            self.held.set_blocked(blocked);
+        }
+        for p in fanout.messages() {
+            acknowledge(conn, p, &mut turn.out);
+        }
+        true
+    }
+
+    fn subscribe(&self, conn: &Conn, session: &Arc<Mutex<Session>>, sub: Subscribe, turn: &mut Turn) {
         let Some((id, _)) = &self.client else { return };
         let mut codes = Vec::with_capacity(sub.filters.len());
         let mut granted = Vec::new();
@@ -407,14 +524,14 @@ impl Mqtt {
                 }
             }
         }
-        write(conn, &Packet::Suback(sub.packet_id, codes), out); // before any retained message ([MQTT-3.8.4-4])
+        write(conn, &Packet::Suback(sub.packet_id, codes), &mut turn.out); // before any retained message ([MQTT-3.8.4-4])
         let mut s = lock(session);
         for (filter, qos) in granted {
-            self.broker.send_retained(&mut s, &filter, qos, out);
+            self.broker.send_retained(&mut s, &filter, qos, &mut turn.out);
         }
     }
 
-    fn unsubscribe(&self, conn: &Conn, session: &Arc<Mutex<Session>>, unsub: Unsubscribe, out: &mut Batch) {
+    fn unsubscribe(&self, conn: &Conn, session: &Arc<Mutex<Session>>, unsub: Unsubscribe, turn: &mut Turn) {
         if self.client.is_none() {
             return;
         }
@@ -427,7 +544,7 @@ impl Mqtt {
                 s.filters.remove(filter);
             }
         }
-        write(conn, &Packet::Unsuback(unsub.packet_id), out); // even if nothing matched ([MQTT-3.10.4-5])
+        write(conn, &Packet::Unsuback(unsub.packet_id), &mut turn.out); // even if nothing matched ([MQTT-3.10.4-5])
     }
 }
 
@@ -473,31 +590,40 @@ impl Protocol for Mqtt {
     fn on_data(&mut self, conn: &Conn) {
         // What the packets of one read send (to subscribers, acknowledgements) leaves
         // after that read: one `writev` per connection for all of it.
-        let mut out = Batch::new();
+        let mut turn = Turn::new();
+        if !self.fan_out(conn, &mut turn) {
+            return conn.call_again(); // `turn` flushes as it goes
+        }
         // Also how the broker wakes a blocked publisher: held-back publishes go first.
-        self.release(conn, &mut out);
-        if let Err(why) = self.feed(conn, &[], &mut out) {
+        self.release(conn, &mut turn);
+        if let Err(why) = self.feed(conn, &[], &mut turn) {
             return self.refuse(conn, &why);
         }
-        out.flush();
+        turn.out.flush();
         let mut chunk = [0u8; 16 * 1024];
         for _ in 0..READS_PER_TURN {
+            if self.held.fanning() {
+                return conn.call_again();
+            }
             if self.held.len() >= MAX_HELD {
                 return;
             }
             let Ok(n @ 1..) = conn.read(&mut chunk) else { return };
             self.broker.stats.bytes_received.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-            if let Err(why) = self.feed(conn, &chunk[..n], &mut out) {
+            if let Err(why) = self.feed(conn, &chunk[..n], &mut turn) {
                 return self.refuse(conn, &why);
             }
-            out.flush();
+            turn.out.flush();
+        }
+        if self.held.fanning() {
+            conn.call_again();
         }
     }
 
     fn ping(&mut self, conn: &Conn) {
         // Keep-alive expired ([MQTT-3.1.2-24]), unless we stopped reading this client
         // ourselves (its PINGREQs may be waiting behind held-back publishes).
-        if self.held.len() >= MAX_HELD {
+        if self.held.full() {
             conn.touch();
         } else {
             conn.close();
@@ -513,6 +639,11 @@ impl Protocol for Mqtt {
 
     fn on_close(&mut self, conn: &Conn) {
         self.broker.unblock(conn);
+        if let Some(mut fanout) = self.held.take_fanout() {
+            // Its client is gone, but what it published goes to every subscriber (a
+            // QoS 2 message would not be routed again when resent).
+            self.broker.deliver_some(&mut fanout, None, &mut Batch::new());
+        }
         if let Some(will) = self.will.take() {
             let msg = Publish {
                 dup: false,

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crate::packet::QoS;
 
@@ -132,8 +133,9 @@ struct Node<S> {
 struct Group<S> {
     members: Vec<(S, QoS)>,
     /// Counts messages, so each starts the search one member further (round-robin);
-    /// atomic because publishes read the trie concurrently.
-    turn: AtomicUsize,
+    /// atomic because publishes read the trie concurrently, shared with the
+    /// [`Shared`] copies they take.
+    turn: Arc<AtomicUsize>,
 }
 
 impl<S> Default for Node<S> {
@@ -183,14 +185,30 @@ impl<S: Eq> Node<S> {
     }
 }
 
-/// What a publish reaches: plain subscribers, each once, and per matching shared
-/// group its members in the order to try (the first online one gets the message).
+/// What a publish reaches: plain subscribers, each once, and the matching shared
+/// groups, each of which gives every message to one member.
 #[derive(Debug)]
 pub struct Targets<S> {
     /// Subscribers with their highest QoS among their matching plain filters.
     pub plain: Vec<(S, QoS)>,
-    /// Each matching group's members, starting with the one whose turn it is.
-    pub groups: Vec<Vec<(S, QoS)>>,
+    /// Each matching group, as it was when the publish arrived.
+    pub groups: Vec<Shared<S>>,
+}
+
+/// A copy of one shared group's members, with the group's own turn counter.
+#[derive(Debug, Clone)]
+pub struct Shared<S> {
+    members: Vec<(S, QoS)>,
+    turn: Arc<AtomicUsize>,
+}
+
+impl<S> Shared<S> {
+    /// The members in the order to try for the next message: from the one whose turn
+    /// it is (each call moves the turn on by one), round the group.
+    pub fn next_turn(&self) -> impl Iterator<Item = &(S, QoS)> {
+        let start = self.turn.fetch_add(1, Ordering::Relaxed) % self.members.len().max(1);
+        self.members[start..].iter().chain(&self.members[..start])
+    }
 }
 
 impl<S> Default for Trie<S> {
@@ -213,7 +231,7 @@ impl<S: Clone + Eq + Hash> Trie<S> {
                 let groups = node.shared.get_or_insert_with(Box::default);
                 let g = groups
                     .entry(name.into())
-                    .or_insert_with(|| Group { members: Vec::new(), turn: AtomicUsize::new(0) });
+                    .or_insert_with(|| Group { members: Vec::new(), turn: Arc::default() });
                 match g.members.iter_mut().find(|(w, _)| *w == who) {
                     Some(member) => {
                         member.1 = qos;
@@ -308,10 +326,7 @@ impl<S: Clone + Eq + Hash> Trie<S> {
         let groups = matched
             .iter()
             .flat_map(|node| node.shared.iter().flat_map(|groups| groups.values()))
-            .map(|g| {
-                let start = g.turn.fetch_add(1, Ordering::Relaxed) % g.members.len();
-                g.members[start..].iter().chain(&g.members[..start]).cloned().collect()
-            })
+            .map(|g| Shared { members: g.members.clone(), turn: Arc::clone(&g.turn) })
             .collect();
         let mut plain: Vec<&HashMap<S, QoS>> = matched.iter().map(|n| &n.here).collect();
         plain.retain(|here| !here.is_empty());
@@ -522,12 +537,12 @@ mod tests {
         trie.insert("a/b", "p", QoS::AtMostOnce);
         assert_eq!(trie.len(), 5);
         let mut firsts = Vec::new();
+        let t = trie.subscribers("a/b");
+        assert_eq!(t.plain, vec![("p", QoS::AtMostOnce)]);
+        assert_eq!(t.groups.len(), 2, "g (a/+) and h (a/#) both match");
+        let g = t.groups.iter().find(|g| g.members.len() == 3).expect("group g");
         for _ in 0..6 {
-            let t = trie.subscribers("a/b");
-            assert_eq!(t.plain, vec![("p", QoS::AtMostOnce)]);
-            assert_eq!(t.groups.len(), 2, "g (a/+) and h (a/#) both match");
-            let g = t.groups.iter().find(|m| m.len() == 3).expect("group g");
-            firsts.push(g[0]);
+            firsts.push(*g.next_turn().next().expect("three members"));
         }
         let names: Vec<_> = firsts.iter().map(|(w, _)| *w).collect();
         assert_eq!(names, ["x", "y", "z", "x", "y", "z"], "round-robin");

@@ -49,10 +49,18 @@ pub(crate) const READABLE: u8 = 1;
 pub(crate) const WRITABLE: u8 = 2;
 const SCHEDULED: u8 = 4;
 
-/// What `read` saw during one `on_data` call, to decide whether to call it again.
+/// What `read` saw during one `on_data` call, to decide whether to call it again;
+/// ordered so that a later, stronger fact wins (`fetch_max`).
 const READ_NOTHING: u8 = 0;
 const READ_SOME: u8 = 1;
 const READ_DRAINED: u8 = 2;
+/// `call_again`: the protocol asked to come back, whatever its reads saw.
+const READ_AGAIN: u8 = 3;
+
+/// Whether what a hook's reads saw means `on_data` must be called again.
+fn wants_again(read_seen: u8) -> bool {
+    matches!(read_seen, READ_SOME | READ_AGAIN)
+}
 
 struct Parts {
     protocol: Option<Box<dyn Protocol>>,
@@ -230,7 +238,7 @@ impl Conn {
         };
         match result {
             Ok(0) if !buf.is_empty() => {
-                self.0.read_seen.store(READ_DRAINED, Ordering::Relaxed);
+                self.0.read_seen.fetch_max(READ_DRAINED, Ordering::Relaxed);
                 self.close();
                 Ok(0)
             }
@@ -241,7 +249,7 @@ impl Conn {
             // bytes back), and not once the peer's FIN was reported: its edge may be
             // gone, and the hook must still come back to read the end of input.
             Ok(n) if n < buf.len() && !hooked && !self.0.peer_closed.load(Ordering::Acquire) => {
-                self.0.read_seen.store(READ_DRAINED, Ordering::Relaxed);
+                self.0.read_seen.fetch_max(READ_DRAINED, Ordering::Relaxed);
                 self.touch();
                 Ok(n)
             }
@@ -251,7 +259,7 @@ impl Conn {
                 Ok(n)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.0.read_seen.store(READ_DRAINED, Ordering::Relaxed);
+                self.0.read_seen.fetch_max(READ_DRAINED, Ordering::Relaxed);
                 Ok(0)
             }
             Err(e) => {
@@ -259,6 +267,15 @@ impl Conn {
                 Err(e)
             }
         }
+    }
+
+    /// Asks for `on_data` to be called again once the tasks queued on this worker now
+    /// have run, with or without new input. For a protocol that stops a long job
+    /// part-way (a publish to very many subscribers) so that the worker's other
+    /// connections are served, and resumes it then. Call it from `on_data` or
+    /// `on_ready`; elsewhere it has no effect.
+    pub fn call_again(&self) {
+        self.0.read_seen.store(READ_AGAIN, Ordering::Relaxed);
     }
 
     /// When this connection's current deadline falls (idle timeout, closing drain or

@@ -90,7 +90,7 @@ impl Conn {
         }
         self.0.read_seen.store(READ_NOTHING, Ordering::Relaxed);
         self.with_protocol(|p, c| p.on_ready(c));
-        if self.state() == OPEN && self.0.read_seen.load(Ordering::Relaxed) == READ_SOME {
+        if self.state() == OPEN && wants_again(self.0.read_seen.load(Ordering::Relaxed)) {
             self.on_event(READABLE);
         }
     }
@@ -107,7 +107,7 @@ impl Conn {
         }
         self.0.read_seen.store(READ_NOTHING, Ordering::Relaxed);
         self.with_protocol(|p, c| p.on_data(c));
-        self.state() == OPEN && self.0.read_seen.load(Ordering::Relaxed) == READ_SOME
+        self.state() == OPEN && wants_again(self.0.read_seen.load(Ordering::Relaxed))
     }
 
     /// Runs a hook with the connection's protocol taken out of its slot (so the hook

@@ -31,11 +31,12 @@ impl Pubsub {
         Pubsub::spawn(&args)
     }
 
-    /// Starts `pubsub` with exactly `args` (and two threads) and returns once it
-    /// logged where it listens.
+    /// Starts `pubsub` with exactly `args` (and two threads unless they say) and
+    /// returns once it logged where it listens.
     pub fn spawn(args: &[&str]) -> Pubsub {
+        let threads: &[&str] = if args.contains(&"--threads") { &[] } else { &["--threads", "2"] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_pubsub"))
-            .args(["--threads", "2"])
+            .args(threads)
             .args(args)
             .env("RUST_LOG", "info") // the "listening on" line is at info
             .stdin(Stdio::null())
