@@ -400,6 +400,12 @@ impl Protocol for Mqtt {
                 return self.refuse(conn, &why);
             }
             turn.out.flush();
+            if n < chunk.len() {
+                // The socket is drained (`Conn::read` calls us again if it may not
+                // be): a read only to hear `EAGAIN` would cost a system call per
+                // message from a publisher sending one at a time.
+                break;
+            }
         }
         if self.held.fanning() {
             conn.call_again();
