@@ -408,7 +408,8 @@ fn decode_survives_mutated_and_random_input_and_round_trips_what_it_accepts() {
 // ---- The broker ----
 
 const TOPICS: &[&str] = &["a", "a/b", "a/b/c", "f/0", "/", "a//b", "$SYS/x"];
-const FILTERS: &[&str] = &["#", "a/+", "+/+", "a/#", "f/+", "+", "$SYS/#"];
+const FILTERS: &[&str] =
+    &["#", "a/+", "+/+", "a/#", "f/+", "+", "$SYS/#", "$share/g/a/+", "$share/g/#", "$share/h/f/+"];
 const QOS: [QoS; 3] = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce];
 
 /// The broker under fuzz: bounds small enough that what it may keep is small.
@@ -619,7 +620,7 @@ fn mutated_sequences_end_in_replies_and_a_close_and_memory_stays_bounded() {
     // What the bounds let the broker keep once every connection is gone: 16 persistent
     // sessions, each with 16 queued and 4 in-flight messages of at most 4 KiB (1.25 MiB),
     // 64 KiB of retained messages, and a few subscriptions (the sequences draw their
-    // filters from seven). With the allocator's slack, 4 MiB.
+    // filters from ten, three of them shared). With the allocator's slack, 4 MiB.
     assert!(grew < 4 << 20, "resident memory grew by {grew} bytes over {sent} connections");
     // By half-time those bounds are reached (a few hundred connections fill them): the
     // second half may not keep growing. 1 MiB over its 1,500 to 2,500 connections
