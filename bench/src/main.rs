@@ -65,8 +65,9 @@ struct Cli {
 enum Command {
     /// httpd against nginx and a hyper server: wrk (keep-alive, pipelined) and ab.
     Http,
-    /// The MQTT broker against mosquitto: fan-out, fan-in, latency, delivery check.
-    Mqtt,
+    /// The MQTT broker against mosquitto: fan-out, fan-in, latency, churn, delivery
+    /// check (or, with --count, our broker's allocations and syscalls per delivery).
+    Mqtt(mqtt::Args),
     /// Idle connections held after one request: server RSS per connection.
     Conns,
     /// async_pool against crossbeam's ArrayQueue and std::sync::mpsc.
@@ -157,7 +158,7 @@ fn main() -> ExitCode {
     };
     exit(match cli.command {
         Command::Http => http::run(&ctx),
-        Command::Mqtt => mqtt::run(&ctx),
+        Command::Mqtt(args) => mqtt::run(&ctx, &args),
         Command::Conns => conns::run(&ctx),
         Command::Ring => ring::run(&ctx),
         Command::ConnsClient(_) => unreachable!("handled above"),

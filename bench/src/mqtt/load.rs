@@ -58,14 +58,31 @@ pub struct Scenario {
     pub interval: Option<Duration>,
 }
 
+/// The edges of a run's measured window, for work that must line up with it (the
+/// churn thread, the allocation and syscall counts of `bench mqtt --count`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// Every client is connected and subscribed; publishing starts next.
+    Start,
+    /// The drain is over (or the run failed); DISCONNECT comes next.
+    End,
+}
+
+/// The client ids and topic of run `run_id` contain this (the churn uses it too).
+pub fn tag(run_id: u64) -> String {
+    format!("{}-{run_id}", std::process::id())
+}
+
 /// Runs `scenario` against the broker at `addr`; `run_id` makes client ids and the
 /// topic unique, so no session or subscription of an earlier run interferes.
-/// `broker_cpu` reads the broker's CPU time so far (sampled when the generator's is).
+/// `broker_cpu` reads the broker's CPU time so far (sampled when the generator's is);
+/// `marks` is called at [`Mark::Start`] and, whatever happened, at [`Mark::End`].
 pub fn run(
     addr: SocketAddr,
     scenario: &Scenario,
     run_id: u64,
     broker_cpu: &dyn Fn() -> Duration,
+    marks: &mut dyn FnMut(Mark) -> Result<()>,
 ) -> Result<Outcome> {
     if scenario.publishers == 0 || scenario.subscribers == 0 || scenario.window == 0 {
         return Err(Error::Tool("a run needs a publisher, a subscriber and a window".into()));
@@ -74,9 +91,11 @@ pub fn run(
         return Err(Error::Tool("the generator speaks QoS 0 and 1 only".into()));
     }
     let mut gen = Gen::connect(addr, scenario, run_id)?;
-    let result = gen.drive(broker_cpu);
+    let result = marks(Mark::Start).and_then(|()| gen.drive(broker_cpu));
+    let ended = marks(Mark::End);
     gen.disconnect();
-    result
+    let outcome = result?;
+    ended.map(|()| outcome)
 }
 
 /// One client connection.
@@ -136,7 +155,7 @@ struct Gen<'a> {
 impl<'a> Gen<'a> {
     fn connect(addr: SocketAddr, sc: &'a Scenario, run_id: u64) -> Result<Gen<'a>> {
         let clock = Instant::now();
-        let tag = format!("{}-{run_id}", std::process::id());
+        let tag = tag(run_id);
         let topic = format!("bench/{tag}");
         let poll = Poll::new().context(|| "creating a poll".into())?;
         let mut conns = Vec::with_capacity(sc.publishers + sc.subscribers);

@@ -1,6 +1,7 @@
 //! The report of `bench mqtt`: throughput and latency tables for fan-out and fan-in,
 //! the three time measures of the fan-out sweep, the generator's ceiling, the paced
-//! latency run, the delivery check, and bar charts of delivered msg/s and ratios.
+//! latency run, fan-out under connection churn, the delivery check, and bar charts of
+//! delivered msg/s and ratios.
 
 use pubsub_protocol::packet::QoS;
 
@@ -28,6 +29,9 @@ pub fn write(r: &mut Report, cases: &[Case], runs: &[Runs]) -> Result<()> {
     r.table(&ceiling(cases, runs))?;
     if cases.iter().any(|c| c.kind == Kind::Paced) {
         r.table(&paced(cases, runs))?;
+    }
+    if cases.iter().any(|c| c.kind == Kind::Churn) {
+        r.table(&churn(cases, runs))?;
     }
     r.note(&delivery_check(cases, runs));
     r.note(&setup_note(cases, runs));
@@ -87,6 +91,11 @@ fn count(kind: Kind, case: &Case) -> usize {
         Kind::FanIn => case.scenario.publishers,
         _ => case.scenario.subscribers,
     }
+}
+
+/// The sweeps every contender (the sink too) runs once per round.
+fn throughput_kind(kind: Kind) -> bool {
+    matches!(kind, Kind::FanOut | Kind::FanIn)
 }
 
 fn of_kind(kind: Kind, cases: &[Case]) -> impl Iterator<Item = (usize, &Case)> + '_ {
@@ -191,7 +200,7 @@ fn rates(kind: Kind, cases: &[Case], runs: &[Runs]) -> Chart {
 fn ratios(cases: &[Case], runs: &[Runs]) -> Chart {
     let mut categories: Vec<(Kind, usize, usize)> = cases
         .iter()
-        .filter(|c| c.kind != Kind::Paced)
+        .filter(|c| throughput_kind(c.kind))
         .map(|c| (c.kind, c.scenario.publishers, c.scenario.subscribers))
         .collect();
     categories.sort_by_key(|&(kind, p, s)| (kind == Kind::FanIn, p, s));
@@ -311,7 +320,7 @@ fn ceiling(cases: &[Case], runs: &[Runs]) -> Table {
             "verdict",
         ],
     );
-    for (k, case) in cases.iter().enumerate().filter(|(_, c)| c.kind != Kind::Paced) {
+    for (k, case) in cases.iter().enumerate().filter(|(_, c)| throughput_kind(c.kind)) {
         let sink = &runs[k][Contender::Sink.index()];
         let load = |c: Contender| of(&runs[k][c.index()], |o| o.generator_load() * 100.0);
         let near = |c: Contender| {
@@ -378,6 +387,79 @@ fn paced(cases: &[Case], runs: &[Runs]) -> Table {
                 lost,
                 dup,
                 r,
+            ]);
+        }
+    }
+    t
+}
+
+/// Issue 13's goal for fan-out under churn: delivered msg/s drops by less than this
+/// (median of the per-round drops) and nothing is lost.
+const CHURN_GOAL_DROP_PCT: f64 = 10.0;
+
+/// Per round, the drop in delivered msg/s from the quiet run to the churned one, %:
+/// the k-th quiet run pairs with the k-th churned run.
+pub(super) fn churn_drops(runs: &[Outcome]) -> Vec<f64> {
+    let quiet = runs.iter().filter(|o| o.churn.is_none());
+    let churned = runs.iter().filter(|o| o.churn.is_some());
+    quiet
+        .zip(churned)
+        .filter(|(q, _)| q.rate() > 0.0)
+        .map(|(q, c)| 100.0 * (1.0 - c.rate() / q.rate()))
+        .collect()
+}
+
+fn churn(cases: &[Case], runs: &[Runs]) -> Table {
+    let mut t = Table::new(
+        "mqtt_churn",
+        "MQTT fan-out under connection churn: 1 → 100 subscribers, 64 B, quiet run vs. the \
+         same beside 500 connect/subscribe/disconnect cycles a second",
+        &[
+            "QoS",
+            "broker",
+            "quiet msg/s",
+            "churn msg/s",
+            "drop %",
+            "lost quiet / churn",
+            "dup quiet / churn",
+            "connects/s achieved",
+            "cycles done / failed / skipped",
+            "wildcard deliveries",
+            "churn thread CPU %",
+            "goal: drop < 10 %, 0 lost",
+        ],
+    );
+    for (k, case) in of_kind(Kind::Churn, cases) {
+        for c in [Contender::Ours, Contender::Mosquitto] {
+            let mine = &runs[k][c.index()];
+            let quiet: Vec<Outcome> = mine.iter().filter(|o| o.churn.is_none()).cloned().collect();
+            let churned: Vec<Outcome> = mine.iter().filter(|o| o.churn.is_some()).cloned().collect();
+            let (lost_q, dup_q) = losses(&quiet, case.scenario.qos);
+            let (lost_c, dup_c) = losses(&churned, case.scenario.qos);
+            let drops = Summary::of(&churn_drops(mine));
+            let tallies: Vec<_> = churned.iter().filter_map(|o| o.churn.as_ref()).collect();
+            let sum = |f: fn(&super::churn::Tally) -> u64| tallies.iter().map(|t| f(t)).sum::<u64>();
+            let lost: u64 = churned.iter().map(Outcome::lost).sum();
+            let goal = match drops {
+                None => "–".to_string(),
+                Some(d) if d.median < CHURN_GOAL_DROP_PCT && lost == 0 => "met".into(),
+                Some(d) if lost == 0 => format!("missed: drop {:.1} %", d.median),
+                Some(_) => format!("missed: {lost} lost"),
+            };
+            let cpu = |t: &&super::churn::Tally| 100.0 * t.cpu.as_secs_f64() / t.window.as_secs_f64();
+            t.push(vec![
+                (case.scenario.qos as u8).to_string(),
+                c.name().into(),
+                show(of(&quiet, Outcome::rate), 0),
+                show(of(&churned, Outcome::rate), 0),
+                show(drops, 1),
+                format!("{lost_q} / {lost_c}"),
+                format!("{dup_q} / {dup_c}"),
+                show(Summary::of(&tallies.iter().map(|t| t.connect_rate()).collect::<Vec<_>>()), 0),
+                format!("{} / {} / {}", sum(|t| t.closed), sum(|t| t.failed), sum(|t| t.skipped)),
+                sum(|t| t.publishes).to_string(),
+                show(Summary::of(&tallies.iter().map(cpu).collect::<Vec<_>>()), 0),
+                goal,
             ]);
         }
     }

@@ -121,6 +121,8 @@ pub struct Outcome {
     pub broker_cpu: Duration,
     /// Connecting and subscribing every client.
     pub setup: Duration,
+    /// What the churn thread did, in a run with connection churn.
+    pub churn: Option<super::churn::Tally>,
 }
 
 impl Outcome {

@@ -435,6 +435,8 @@ impl Broker {
             ("denied/deliveries".into(), get(&self.stats.denied_deliveries)),
             ("uptime".into(), format!("{uptime} seconds").into_bytes()),
         ];
+        #[cfg(feature = "count-alloc")]
+        topics.extend(crate::count_alloc::sys_topics().map(|(topic, n)| (topic.into(), text(n))));
         for (i, worker) in server.pool_stats().workers.iter().enumerate() {
             topics.push((format!("workers/{i}/tasks"), text(worker.tasks_run)));
         }
