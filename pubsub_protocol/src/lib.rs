@@ -17,17 +17,13 @@
 //! # Ok::<(), protocol_server::Error>(())
 //! ```
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
-// Safe Rust throughout; the measuring allocator of the `count-alloc` feature is the one
-// exception (see `count_alloc`), and normal builds forbid `unsafe` outright.
-#![cfg_attr(not(feature = "count-alloc"), forbid(unsafe_code))]
-#![cfg_attr(feature = "count-alloc", deny(unsafe_code))]
+#![forbid(unsafe_code)]
 
 pub mod auth;
 mod broker;
 pub mod conf;
 mod config;
 #[cfg(feature = "count-alloc")]
-#[allow(unsafe_code)]
 pub mod count_alloc;
 pub mod packet;
 mod protocol;

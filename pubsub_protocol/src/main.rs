@@ -17,7 +17,7 @@ use pubsub_protocol::{Broker, Config, Mqtt, Overflow, Security, SecurityFiles};
 /// Counts allocations for `bench mqtt --count` (see `pubsub_protocol::count_alloc`).
 #[cfg(feature = "count-alloc")]
 #[global_allocator]
-static ALLOCATOR: pubsub_protocol::count_alloc::Counting = pubsub_protocol::count_alloc::Counting;
+static ALLOCATOR: pubsub_protocol::count_alloc::Counting = pubsub_protocol::count_alloc::COUNTING;
 
 /// An MQTT 3.1.1 broker (QoS 0/1/2, retained messages, wills, persistent sessions
 /// in memory, $SYS topics) on an epoll reactor and a lock-less thread pool.
