@@ -91,6 +91,10 @@ pub struct Args {
     /// allocations and syscalls per delivered message (needs perf or strace).
     #[arg(long)]
     pub count: bool,
+    /// Only the cases whose label contains TEXT ("fan-out 1→100", "churn", "paced"), for
+    /// an A/B of one change; needs --out or --quick (BENCHMARKS.md takes whole runs).
+    #[arg(long, value_name = "TEXT")]
+    pub only: Option<String>,
 }
 
 /// Runs the subcommand.
@@ -98,7 +102,16 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
     if args.count {
         return count::run(ctx);
     }
-    let cases = plan(ctx);
+    let mut cases = plan(ctx);
+    if let Some(only) = &args.only {
+        if ctx.publish {
+            return Err(Error::Tool("--only measures some cases: give --out DIR (or --quick)".into()));
+        }
+        cases.retain(|c| c.label().contains(only.as_str()));
+        if cases.is_empty() {
+            return Err(Error::Tool(format!("no case's label contains {only:?}")));
+        }
+    }
     let mut r = ctx.report("mqtt")?;
     let brokers = Brokers::start(ctx)?;
     r.note(&brokers.note);

@@ -144,6 +144,8 @@ impl Mqtt {
     /// routed as they are (allowed, not a resent QoS 2 id, no publisher blocked).
     /// False: it is handled on its own (and the run goes out first).
     pub(super) fn join(&mut self, p: &Publish) -> bool {
+        // Same topic as the run's first publish, which passed `check`'s topic bound
+        // (the only check that counts a refusal): no refusal is counted twice.
         let takes = self.held.fanout().is_some_and(|f| f.takes(p));
         if !takes || self.held.blocked() || self.check(p).is_err() || !self.may_publish(&p.topic) {
             return false;
@@ -154,9 +156,9 @@ impl Mqtt {
             }
         }
         self.broker.stats.received.fetch_add(1, Ordering::Relaxed);
-        let from = self.client_id().to_string();
+        let from = self.client.as_ref().map_or("-", |(id, _)| &**id);
         if let Some(fanout) = self.held.fanout_mut() {
-            self.broker.join(fanout, p, &from);
+            self.broker.join(fanout, p, from);
         }
         true
     }
