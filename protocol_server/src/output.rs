@@ -81,6 +81,11 @@ impl Chunk {
         Chunk::Bytes { data: Data::Owned(data), sent: 0, urgent: false, more: true }
     }
 
+    /// Whether it holds no byte at all (never worth queueing).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.remaining() == 0
+    }
+
     fn remaining(&self) -> usize {
         match self {
             Chunk::Bytes { data, sent, .. } => data.as_slice().len() - sent,

@@ -109,3 +109,19 @@ fn a_backlogged_connection_drained_by_a_batch_gets_on_ready() {
     assert_eq!(read_n(&mut client, 10), vec![2u8; 10]);
     running.stop();
 }
+
+#[test]
+fn empty_buffers_are_not_queued_and_do_not_close_the_connection() {
+    let (running, opened) = conns();
+    let mut client = running.connect();
+    let conn = opened.recv_timeout(PATIENCE).expect("on_open");
+    let mut batch = Batch::new();
+    batch.write(&conn, Vec::new()).expect("nothing to queue");
+    batch.write_shared(&conn, Bytes::new()).expect("nothing to queue");
+    conn.write_move(Vec::new()).expect("nothing to queue");
+    batch.write(&conn, b"ok".to_vec()).expect("queued");
+    batch.flush();
+    assert_eq!(read_n(&mut client, 2), b"ok");
+    assert!(conn.is_open(), "empty writes never read as a failed write");
+    running.stop();
+}

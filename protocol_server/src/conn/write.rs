@@ -65,6 +65,14 @@ impl Conn {
         if self.state() != OPEN {
             return Err(WriteError::Closed);
         }
+        let nothing = match &data {
+            Queued::Slice(bytes) => bytes.is_empty(),
+            Queued::Owned(bytes) => bytes.is_empty(),
+            Queued::Chunk(chunk) => chunk.is_empty(),
+        };
+        if nothing {
+            return Ok(()); // queued, an empty buffer would make a `writev` read as WriteZero
+        }
         let was_empty = out.is_empty();
         let mut socket_full = false;
         let chunk = match data {
@@ -109,6 +117,10 @@ impl Conn {
     pub(crate) fn enqueue_deferred(&self, chunk: Chunk) -> Result<bool, WriteError> {
         let max = self.0.server.settings().max_output;
         let mut out = lock(&self.0.output);
+        if chunk.is_empty() {
+            // Nothing to send; queued, a `writev` of empty buffers would read as WriteZero.
+            return if self.state() == OPEN { Ok(false) } else { Err(WriteError::Closed) };
+        }
         if self.state() != OPEN {
             return Err(WriteError::Closed); // as in `enqueue`: never past a FIN
         }

@@ -11,8 +11,8 @@
 //! The data path: a PUBLISH is decoded once (topic and payload shared), and sent to
 //! each subscriber through the caller's [`Batch`], so that every subscriber gets the
 //! messages of one read in one `writev`. At QoS 0 all subscribers get the same bytes,
-//! encoded once ([`Wire`]); at QoS 1/2 each gets its own head (its packet id) and the
-//! shared payload.
+//! encoded once ([`Wire`]); at QoS 1/2 each gets its own encoded copy (its packet id),
+//! queued as one buffer so that no other write to that connection lands inside it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -241,13 +241,13 @@ impl Broker {
                 packet_id: Some(id),
                 payload: msg.payload.clone(),
             };
-            let head = copy.head();
-            let size = head.len() + copy.payload.len();
+            // One buffer, queued at once: as two (head, shared payload) another write
+            // to this connection (its own PINGRESP or PUBACK) could land between them.
+            let mut packet = copy.head();
+            packet.extend_from_slice(&copy.payload);
+            let size = packet.len();
             if let Some(conn) = &session.conn {
-                let _ = out.write(conn, head);
-                if !copy.payload.is_empty() {
-                    let _ = out.write_shared(conn, copy.payload.clone());
-                }
+                let _ = out.write(conn, packet);
             }
             session.inflight.push((id, Inflight::Publish(copy)));
             size

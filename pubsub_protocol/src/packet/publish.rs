@@ -50,9 +50,8 @@ impl Publish {
         out.extend_from_slice(&self.payload);
     }
 
-    /// Everything but the payload: the fixed header, the topic and the packet id. A
-    /// subscriber's QoS 1/2 copy differs from the others only here (its packet id),
-    /// so it sends its own head and the shared payload.
+    /// Everything but the payload: the fixed header, the topic and the packet id (a
+    /// subscriber's QoS 1/2 copy differs from the others only here).
     pub fn head(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(5 + 2 + self.topic.len() + 2);
         self.write_head(&mut out);

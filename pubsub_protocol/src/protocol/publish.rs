@@ -147,7 +147,10 @@ impl Mqtt {
         // Same topic as the run's first publish, which passed `check`'s topic bound
         // (the only check that counts a refusal): no refusal is counted twice.
         let takes = self.held.fanout().is_some_and(|f| f.takes(p));
-        if !takes || self.held.blocked() || self.check(p).is_err() || !self.may_publish(&p.topic) {
+        // Under `Overflow::Block` each publish goes alone: a full queue must pause the
+        // publisher before the next one is acknowledged, never drop it after.
+        let block = self.broker.config.overflow == Overflow::Block;
+        if !takes || block || self.held.blocked() || self.check(p).is_err() || !self.may_publish(&p.topic) {
             return false;
         }
         if let (QoS::ExactlyOnce, Some(id), Some((_, s))) = (p.qos, p.packet_id, &self.client) {
