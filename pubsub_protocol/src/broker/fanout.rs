@@ -154,18 +154,6 @@ pub(crate) struct Wire(Option<Bytes>);
 
 impl Wire {
     pub(super) fn qos0(&mut self, msg: &Publish, retain: bool) -> Bytes {
-        self.0
-            .get_or_insert_with(|| {
-                let copy = Publish {
-                    dup: false,
-                    qos: QoS::AtMostOnce,
-                    retain,
-                    topic: Arc::clone(&msg.topic),
-                    packet_id: None,
-                    payload: msg.payload.clone(),
-                };
-                copy.to_shared()
-            })
-            .clone()
+        self.0.get_or_insert_with(|| msg.outgoing(QoS::AtMostOnce, retain, None).to_shared()).clone()
     }
 }

@@ -196,15 +196,7 @@ impl Broker {
             self.send_now(session, msg, qos, retain, wire, out);
             return false;
         }
-        let copy = Publish {
-            dup: false,
-            qos,
-            retain,
-            topic: Arc::clone(&msg.topic),
-            packet_id: None,
-            payload: msg.payload.clone(),
-        };
-        self.enqueue(session, copy)
+        self.enqueue(session, msg.outgoing(qos, retain, None))
     }
 
     /// Whether a message at `qos` may go to the socket now: the window has room and
@@ -233,14 +225,7 @@ impl Broker {
             size
         } else {
             let id = session.next_id();
-            let copy = Publish {
-                dup: false,
-                qos,
-                retain,
-                topic: Arc::clone(&msg.topic),
-                packet_id: Some(id),
-                payload: msg.payload.clone(),
-            };
+            let copy = msg.outgoing(qos, retain, Some(id));
             // One buffer, queued at once: as two (head, shared payload) another write
             // to this connection (its own PINGRESP or PUBACK) could land between them.
             let mut packet = copy.head();

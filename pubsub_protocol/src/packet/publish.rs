@@ -50,6 +50,19 @@ impl Publish {
         out.extend_from_slice(&self.payload);
     }
 
+    /// This message as the broker sends it: at `qos`, flagged `retain`, with `packet_id`
+    /// and no DUP. Topic and payload are shared, not copied.
+    pub fn outgoing(&self, qos: QoS, retain: bool, packet_id: Option<u16>) -> Publish {
+        Publish {
+            dup: false,
+            qos,
+            retain,
+            topic: Arc::clone(&self.topic),
+            packet_id,
+            payload: self.payload.clone(),
+        }
+    }
+
     /// Everything but the payload: the fixed header, the topic and the packet id (a
     /// subscriber's QoS 1/2 copy differs from the others only here).
     pub fn head(&self) -> Vec<u8> {
